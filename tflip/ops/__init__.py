@@ -1,0 +1,1 @@
+"""Pure TensorFlow math behind the layers: norms, projections, orthonormalization, sorting."""
