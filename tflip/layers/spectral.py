@@ -1,0 +1,324 @@
+"""Spectral normalization with persistent power iteration: Dense and the exact-norm Conv2D."""
+
+import keras
+import tensorflow as tf
+
+from tflip import _validation
+from tflip.layers.base import LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.dense_base import ConstrainedDense
+from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
+from tflip.ops.norms import check_norm, dense_kernel_norm
+from tflip.ops.power_iteration import l2_normalize, matrix_operators, power_iteration, rayleigh_norm
+
+_MIN_SIGMA = 1e-12
+
+
+class PowerIterationNormalizer:
+    """Mixin: divides a kernel by its operator norm, estimated by persistent power iteration.
+
+    The right singular vector estimate lives in a non-trainable weight
+    `power_vector` (saved with the model; `only_first_replica` aggregation so
+    replicas under `tf.distribute` stay identical). Each training-mode call
+    runs `power_iterations` steps from it and stores the result; inference
+    reuses the stored vector without updating it. The norm itself is always
+    recomputed from the current kernel as ||A u|| so that gradients flow
+    through it (Miyato et al. 2018).
+    """
+
+    def add_power_vector(self, shape):
+        self.power_vector = self.add_weight(
+            name="power_vector",
+            shape=shape,
+            initializer=keras.initializers.RandomNormal(),
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+
+    def normalize(self, kernel, operators, training):
+        """Returns `kernel * lipschitz / sigma` with sigma = ||A u|| (float32)."""
+        apply, apply_adjoint = operators
+        u = float32_variable_read(self.power_vector)
+        if training:
+            u = power_iteration(apply, apply_adjoint, u, self.power_iterations)
+            self.power_vector.assign(u)
+        else:
+            u = tf.stop_gradient(l2_normalize(u))
+        sigma = tf.maximum(rayleigh_norm(apply, u), _MIN_SIGMA)
+        return kernel * (self.lipschitz / sigma)
+
+    def estimated_norm(self, kernel, operators):
+        """||A u'|| after one fresh power step from the stored vector (no state change)."""
+        u = power_iteration(*operators, float32_variable_read(self.power_vector), 1)
+        return rayleigh_norm(operators[0], u)
+
+
+@keras.saving.register_keras_serializable(package="tflip")
+class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
+    """Dense layer divided by the spectral norm of its kernel (Miyato et al. 2018).
+
+    The effective kernel is `k * W / sigma(W)` where sigma is estimated by
+    persistent power iteration, computed in the forward pass and
+    differentiated through (the variable `W` itself is never rescaled).
+
+    Args:
+        units: Output dimension.
+        lipschitz: The gain `k` (Sargent thesis sec. 5.5.1); the layer is
+            `k`-Lipschitz once the power iteration has converged.
+        power_iterations: Power-iteration steps per training call (>= 1).
+        **kwargs: `activation`, `use_bias`, initializers, regularizers and
+            constraints as in `keras.layers.Dense`, and base layer arguments.
+
+    Call arguments:
+        inputs: Tensor `(..., input_dim)`.
+        training: Whether to advance the power iteration.
+
+    Returns:
+        Tensor `(..., units)`.
+
+    Example:
+        >>> layer = SpectralNormDense(64, lipschitz=1.0)
+        >>> y = layer(tf.random.normal((8, 32)), training=True)
+    """
+
+    def __init__(self, units, lipschitz=1.0, power_iterations=1, **kwargs):
+        super().__init__(units, lipschitz=lipschitz, **kwargs)
+        self.power_iterations = _validation.positive_int("power_iterations", power_iterations)
+
+    def build_state(self, input_dim):
+        self.add_power_vector((1, input_dim))
+
+    def effective_kernel(self, training=False):
+        kernel = self.raw_kernel()
+        return self.normalize(kernel, matrix_operators(kernel), training)
+
+    def operator_norm(self):
+        """Power-iteration estimate of the effective kernel's spectral norm (about `lipschitz`)."""
+        kernel = self.effective_kernel(training=False)
+        return self.estimated_norm(kernel, matrix_operators(kernel))
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations}
+
+
+@keras.saving.register_keras_serializable(package="tflip")
+class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, LipschitzLayer):
+    """Conv2D normalized by the exact operator norm of the convolution.
+
+    With `norm="toeplitz"` (default) the kernel is divided by the largest
+    singular value of the convolution as a linear map on the layer's actual
+    input size, i.e. of its doubly-block-Toeplitz matrix including strides
+    and zero padding (Sargent thesis sec. 4.1.2). The norm is estimated by
+    persistent power iteration through the convolution and its adjoint, the
+    transposed convolution (Sargent lemma 2.4.9), on a single input-sized
+    vector, so the matrix is never formed. `norm="reshape"` divides by the
+    norm of the kernel reshaped to `(kh * kw * c_in, c_out)` instead (Miyato
+    et al. 2018): cheaper, but that is not the operator norm, and the layer's
+    true Lipschitz constant can exceed `lipschitz` by a large factor (lemma
+    2.4.8). It is kept for comparison.
+
+    The normalization is exact for inputs of the size seen at build time (or
+    `input_size`); with "same" padding a larger input can have a slightly
+    larger norm.
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Int or pair.
+        strides: Int or pair.
+        padding: `"same"` or `"valid"`.
+        norm: `"toeplitz"` (exact operator norm) or `"reshape"`.
+        lipschitz: The per-layer gain `k` of the thesis (sec. 5.5.1).
+        power_iterations: Power-iteration steps per training call (>= 1).
+        dilation_rate: Int or pair (only with strides 1, as in TensorFlow).
+        input_size: Optional `(h, w)`; required when the model's spatial size
+            is not static at build time.
+        activation, use_bias, kernel_initializer, bias_initializer,
+        kernel_regularizer, bias_regularizer, activity_regularizer,
+        kernel_constraint, bias_constraint: As in `keras.layers.Conv2D`.
+
+    Call arguments:
+        inputs: Tensor `(batch, h, w, c_in)` (channels last).
+        training: Whether to advance the power iteration.
+
+    Returns:
+        Tensor `(batch, h_out, w_out, filters)`.
+
+    Example:
+        >>> layer = SpectralNormConv2D(32, 3, strides=2, lipschitz=1.0)
+        >>> y = layer(tf.random.normal((8, 16, 16, 3)), training=True)
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        norm="toeplitz",
+        lipschitz=1.0,
+        power_iterations=1,
+        dilation_rate=1,
+        input_size=None,
+        data_format="channels_last",
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.filters = _validation.positive_int("filters", filters)
+        self.kernel_size = _validation.int_pair("kernel_size", kernel_size)
+        self.strides = _validation.int_pair("strides", strides)
+        self.padding = _validation.one_of("padding", padding, {"same", "valid"})
+        self.norm = _validation.one_of("norm", norm, {"toeplitz", "reshape"})
+        self.lipschitz = _validation.positive_number("lipschitz", lipschitz)
+        self.power_iterations = _validation.positive_int("power_iterations", power_iterations)
+        self.dilation_rate = _validation.int_pair("dilation_rate", dilation_rate)
+        if max(self.dilation_rate) > 1 and max(self.strides) > 1:
+            raise ValueError(
+                f"`dilation_rate` {self.dilation_rate} > 1 cannot be combined with "
+                f"`strides` {self.strides} > 1 (TensorFlow does not support it)."
+            )
+        self.input_size = None if input_size is None else _validation.int_pair("input_size", input_size)
+        if data_format != "channels_last":
+            raise ValueError(f"`data_format` must be 'channels_last', got {data_format!r}.")
+        self.data_format = data_format
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        _, h, w, c_in = input_shape
+        if c_in is None:
+            raise ValueError(f"The channel dimension of the inputs must be defined, got {input_shape}.")
+        if self.input_size is None:
+            if h is None or w is None:
+                raise ValueError(
+                    f"The spatial size of the inputs is not static ({input_shape}); the operator norm "
+                    "depends on it: pass `input_size=(h, w)`."
+                )
+            self.input_size = (int(h), int(w))
+        elif (h is not None and h != self.input_size[0]) or (w is not None and w != self.input_size[1]):
+            raise ValueError(f"`input_size` {self.input_size} does not match the input shape {input_shape}.")
+        effective = self.geometry.effective_kernel_size(self.kernel_size)
+        if self.padding == "valid" and any(n < k for n, k in zip(self.input_size, effective)):
+            raise ValueError(f"`input_size` {self.input_size} is smaller than the kernel for 'valid' padding.")
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, c_in, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            autocast=False,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
+        if self.norm == "toeplitz":
+            self.add_power_vector((1, *self.input_size, c_in))
+        else:
+            self.add_power_vector((1, self.kernel_size[0] * self.kernel_size[1] * c_in))
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: c_in})
+
+    @property
+    def geometry(self):
+        return ConvGeometry(self.input_size, self.strides, self.padding, self.dilation_rate)
+
+    def _operators(self, kernel):
+        if self.norm == "toeplitz":
+            return self.geometry.operators(kernel)
+        return matrix_operators(tf.reshape(kernel, (-1, self.filters)))
+
+    def effective_kernel(self, training=False):
+        """The normalized kernel `k * K / sigma(K)` in float32."""
+        kernel = float32_variable_read(self.kernel)
+        return self.normalize(kernel, self._operators(kernel), training)
+
+    def call(self, inputs, training=None):
+        kernel = keras.ops.cast(self.effective_kernel(resolve_training(training)), self.compute_dtype)
+        outputs = tf.nn.convolution(
+            inputs, kernel, strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate
+        )
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, _ = input_shape
+        size = []
+        for n, k, s in zip((h, w), self.geometry.effective_kernel_size(self.kernel_size), self.strides):
+            if n is None:
+                size.append(None)
+            elif self.padding == "same":
+                size.append(-(-n // s))
+            else:
+                size.append((n - k) // s + 1)
+        return (batch, *size, self.filters)
+
+    def operator_norm(self):
+        """The norm the layer's own power iteration measures of its effective map (about `lipschitz`).
+
+        For `norm="reshape"` that is the reshaped-kernel norm, not the
+        convolution's: compare with `lipschitz_upper_bound()`.
+        """
+        kernel = self.effective_kernel(training=False)
+        return self.estimated_norm(kernel, self._operators(kernel))
+
+    def lipschitz_upper_bound(self, norm=2, iterations=6):
+        """Certified upper bound of the effective convolution's operator norm.
+
+        `norm=2`: Gram iteration on the polyphase frequency blocks (see
+        `tflip.ops.conv.conv_norm_upper_bound`). `norm="inf"`: the largest L1
+        norm of the taps feeding one output channel.
+        """
+        kernel = self.effective_kernel(training=False)
+        if check_norm(norm) == "inf":
+            return dense_kernel_norm(tf.reshape(kernel, (-1, self.filters)), "inf")
+        return conv_norm_upper_bound(kernel, self.geometry, iterations)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "norm": self.norm,
+                "lipschitz": self.lipschitz,
+                "power_iterations": self.power_iterations,
+                "dilation_rate": self.dilation_rate,
+                "input_size": self.input_size,
+                "data_format": self.data_format,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            }
+        )
+        return config

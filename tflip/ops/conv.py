@@ -1,0 +1,217 @@
+"""Convolutions as linear operators: adjoint, explicit matrix, exact norm, spectra, bounds.
+
+A 2-D convolution with kernel K of shape `(kh, kw, c_in, c_out)` acting on
+inputs of shape `(h, w, c_in)` is a linear map whose matrix is doubly block
+Toeplitz. Its operator 2-norm (the Lipschitz constant of the layer, Sargent
+thesis theorem 2.4.7) depends on the input size, strides and padding, and is
+NOT the norm of the reshaped kernel (which only bounds it up to a factor;
+Sargent lemma 2.4.8). Everything here works on that true operator.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tflip.ops.gram import gram_iteration_bound
+from tflip.ops.power_iteration import operator_norm_to_tolerance
+
+PADDINGS = ("same", "valid")
+
+
+class ConvGeometry:
+    """Shape data of a convolution viewed as a linear map (hashable, plain Python).
+
+    Args:
+        input_size: `(h, w)` spatial size of the inputs the map acts on.
+        strides: `(sh, sw)`.
+        padding: `"same"` or `"valid"` (TensorFlow's conventions).
+        dilation: `(dh, dw)`.
+    """
+
+    def __init__(self, input_size, strides=(1, 1), padding="same", dilation=(1, 1)):
+        self.input_size = tuple(int(s) for s in input_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.padding = padding.lower()
+        self.dilation = tuple(int(d) for d in dilation)
+        if self.padding not in PADDINGS:
+            raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}.")
+
+    def apply(self, x, kernel):
+        """The convolution `A x` (cross-correlation, as Keras computes it)."""
+        return tf.nn.conv2d(x, dilate_kernel(kernel, self.dilation), self.strides, self.padding.upper())
+
+    def apply_adjoint(self, y, kernel):
+        """The adjoint `A^T y`: the transposed convolution back to the input size.
+
+        `conv2d_transpose` is the gradient of `conv2d` with respect to its
+        input, hence the exact adjoint including strides and zero padding.
+        Dilation is expanded into the kernel because TensorFlow's CPU kernels
+        for the transpose do not support it.
+        """
+        kernel = dilate_kernel(kernel, self.dilation)
+        shape = tf.stack([tf.shape(y)[0], *self.input_size, tf.shape(kernel)[2]])
+        return tf.nn.conv2d_transpose(y, kernel, shape, self.strides, self.padding.upper())
+
+    def operators(self, kernel):
+        return (lambda u: self.apply(u, kernel), lambda v: self.apply_adjoint(v, kernel))
+
+    def output_phase(self, kernel_size):
+        """Offset modulo the stride of the first output window (TensorFlow's padding rule)."""
+        if self.padding == "valid":
+            return (0, 0)
+        phases = []
+        for n, k, s in zip(self.input_size, self.effective_kernel_size(kernel_size), self.strides):
+            out = -(-n // s)
+            pad_before = max((out - 1) * s + k - n, 0) // 2
+            phases.append((-pad_before) % s)
+        return tuple(phases)
+
+    def effective_kernel_size(self, kernel_size):
+        """Spatial size of the kernel once dilated."""
+        return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, kernel_size))
+
+
+def conv_matrix(kernel, geometry):
+    """The explicit matrix of the convolution, for small inputs (tests, references).
+
+    Built by applying the convolution to every standard basis vector, in
+    float64, so it is exactly the map TensorFlow computes.
+
+    Returns:
+        A numpy array `A` of shape `(h_out * w_out * c_out, h * w * c_in)` with
+        `vec(conv(x)) = A @ vec(x)` in row-major (NHWC) order.
+    """
+    kernel = tf.cast(kernel, tf.float64)
+    h, w = geometry.input_size
+    c_in = kernel.shape[2]
+    n = h * w * c_in
+    basis = tf.reshape(tf.eye(n, dtype=tf.float64), (n, h, w, c_in))
+    out = geometry.apply(basis, kernel)
+    return tf.reshape(out, (n, -1)).numpy().T
+
+
+def conv_operator_norm(kernel, geometry, tolerance=1e-8, max_iterations=20000, seed=0):
+    """The exact operator 2-norm of the zero-padded convolution by power iteration.
+
+    Runs in float64 with the convolution and its transpose until the
+    estimate is stable to `tolerance` (relative). For tests and monitoring.
+
+    Returns:
+        A Python float (a lower bound that equals the norm once converged).
+    """
+    kernel = tf.cast(kernel, tf.float64)
+    start = tf.random.stateless_normal((1, *geometry.input_size, kernel.shape[2]), (seed, 0), dtype=tf.float64)
+    norm, _ = operator_norm_to_tolerance(*geometry.operators(kernel), start, tolerance, max_iterations)
+    return float(norm)
+
+
+def reshaped_kernel_norm(kernel):
+    """Spectral norm of the kernel reshaped to `(kh * kw * c_in, c_out)` (Miyato et al.).
+
+    This is what reshaped-kernel spectral normalization divides by. It is not
+    the operator norm of the convolution (Sargent lemma 2.4.8): the true norm
+    can exceed it by up to a factor sqrt(kh * kw / (sh * sw)) (roughly).
+    """
+    kernel = tf.cast(kernel, tf.float32)
+    matrix = tf.reshape(kernel, (-1, kernel.shape[-1]))
+    return tf.linalg.svd(matrix, compute_uv=False)[0]
+
+
+def dilate_kernel(kernel, dilation):
+    """The equivalent undilated kernel: zeros inserted between the taps."""
+    dh, dw = dilation
+    if dh == 1 and dw == 1:
+        return kernel
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    return tf.scatter_nd(
+        [[i * dh, j * dw] for i in range(kh) for j in range(kw)],
+        tf.reshape(kernel, (kh * kw, *kernel.shape[2:])),
+        (dh * (kh - 1) + 1, dw * (kw - 1) + 1, *kernel.shape[2:]),
+    )
+
+
+def _polyphase_frequency_blocks(kernel, grid, strides, phase):
+    """Transfer matrices of a strided circular convolution, one per frequency.
+
+    A stride-s cross-correlation on an `N = s * M` grid whose outputs start
+    at offset `r` reads input `s * (m + q) + p`; splitting the input into its
+    `s_h * s_w` polyphase components (a permutation, hence unitary) turns it
+    into a sum of stride-1 correlations on the `M` grid, one per phase `p`,
+    with kernel taps `K[a]` moved to `q = (r + a) // s`. The DFT then
+    block-diagonalizes it into `c_out x (s_h * s_w * c_in)` blocks.
+
+    Returns:
+        Complex tensor `(M_h, M_w // 2 + 1, c_out, s_h * s_w * c_in)`.
+    """
+    kh, kw, c_in, c_out = kernel.shape
+    (sh, sw), (rh, rw) = strides, phase
+    mh, mw = grid[0] // sh, grid[1] // sw
+    phase_blocks = []
+    for ph in range(sh):
+        taps_h = [a for a in range(kh) if (rh + a) % sh == ph]
+        for pw in range(sw):
+            taps_w = [b for b in range(kw) if (rw + b) % sw == pw]
+            indices = [[(rh + a) // sh, (rw + b) // sw] for a in taps_h for b in taps_w]
+            if not indices:
+                phase_blocks.append(tf.zeros((mh, mw // 2 + 1, c_out, c_in), tf.complex128))
+                continue
+            taps = tf.stack([kernel[a, b] for a in taps_h for b in taps_w])
+            phase_kernel = tf.scatter_nd(indices, taps, (mh, mw, c_in, c_out))
+            spectrum = tf.signal.rfft2d(tf.transpose(phase_kernel, (3, 2, 0, 1)))
+            phase_blocks.append(tf.transpose(spectrum, (2, 3, 0, 1)))
+    return tf.concat(phase_blocks, axis=-1)
+
+
+def circular_conv_singular_values(kernel, input_size):
+    """All singular values of the stride-1 convolution with circular padding.
+
+    Sedghi, Gupta, Long (2019): the circular convolution on an `n x m` grid is
+    block-diagonalized by the 2-D DFT, so its singular values are those of the
+    `c_out x c_in` kernel transfer matrices at the `n * m` frequencies. Exact,
+    with no matrix of the operator's size ever formed.
+
+    Args:
+        kernel: `(kh, kw, c_in, c_out)` kernel.
+        input_size: `(h, w)`, each at least the kernel size.
+
+    Returns:
+        float32 tensor with all `h * w * min(c_in, c_out)` singular values,
+        sorted in descending order.
+    """
+    kernel = tf.cast(kernel, tf.float32)
+    h, w = input_size
+    full = tf.transpose(kernel, (3, 2, 0, 1))
+    if kernel.shape[0] > h or kernel.shape[1] > w:
+        raise ValueError(f"`input_size` {input_size} must be at least the kernel size {kernel.shape[:2]}.")
+    # Full FFT (not rfft) so each frequency is counted once in the multiset.
+    padded = tf.pad(full, [[0, 0], [0, 0], [0, h - kernel.shape[0]], [0, w - kernel.shape[1]]])
+    blocks = tf.transpose(tf.signal.fft2d(tf.cast(padded, tf.complex64)), (2, 3, 0, 1))
+    values = tf.reshape(tf.linalg.svd(blocks, compute_uv=False), [-1])
+    return tf.sort(values, direction="DESCENDING")
+
+
+def conv_norm_upper_bound(kernel, geometry, iterations=6):
+    """Certified upper bound of the zero-padded convolution's operator norm.
+
+    The zero-padded (and possibly strided) convolution on an `n x m` input is
+    a restriction of the full linear convolution, which equals the circular
+    convolution on the `(n + k - 1) x (m + k - 1)` grid applied to the
+    zero-embedded input; restriction and subsampling only lower the norm.
+    Strides subsample the outputs; the polyphase decomposition keeps the
+    bound tight for them (rather than bounding by the stride-1 norm).
+    The circular norm is the largest spectral norm of the frequency blocks,
+    bounded from above by Gram iteration (Delattre, Barthelemy, Araujo,
+    Allauzen, 2023). Computed in float64 so rounding cannot break the bound
+    in practice.
+
+    Returns:
+        A Python float >= the exact operator norm.
+    """
+    kernel = dilate_kernel(tf.cast(kernel, tf.float64), geometry.dilation)
+    # The smallest grid that holds the full linear convolution without
+    # wrap-around and that the strides divide.
+    grid = [
+        -(-(n + k - 1) // s) * s
+        for n, k, s in zip(geometry.input_size, kernel.shape[:2], geometry.strides)
+    ]
+    blocks = _polyphase_frequency_blocks(kernel, grid, geometry.strides, geometry.output_phase(kernel.shape[:2]))
+    return float(tf.reduce_max(gram_iteration_bound(blocks, iterations)))

@@ -1,0 +1,74 @@
+"""Power iteration for the largest singular value of a linear operator.
+
+The operator is given by two callables, `apply(u)` and `apply_adjoint(v)`, so
+the same code serves dense matrices and convolutions (whose adjoint is the
+transposed convolution) without ever materializing a matrix.
+"""
+
+import tensorflow as tf
+
+_EPSILON = 1e-12
+
+
+def l2_normalize(x):
+    """Scales `x` to unit Euclidean norm over all its entries (zero stays zero)."""
+    norm = tf.sqrt(tf.reduce_sum(tf.square(x)))
+    return x / tf.maximum(norm, tf.cast(_EPSILON, x.dtype))
+
+
+def power_iteration(apply, apply_adjoint, u, iterations):
+    """Runs a fixed number of power-iteration steps on A^T A.
+
+    Each step is `u <- normalize(A^T normalize(A u))`. The count is fixed (a
+    Python loop unrolled into the graph) so it compiles under XLA and never
+    depends on the data.
+
+    Args:
+        apply: Callable computing `A u`.
+        apply_adjoint: Callable computing `A^T v`.
+        u: Starting vector (any shape accepted by `apply`); need not be unit.
+        iterations: Number of steps, an integer >= 0.
+
+    Returns:
+        The unit vector after `iterations` steps. No gradient flows through it.
+    """
+    u = tf.stop_gradient(l2_normalize(u))
+    for _ in range(iterations):
+        v = l2_normalize(apply(u))
+        u = tf.stop_gradient(l2_normalize(apply_adjoint(v)))
+    return u
+
+
+def rayleigh_norm(apply, u):
+    """||A u|| for a unit vector `u`: a lower bound of ||A||_2, differentiable in A."""
+    return tf.sqrt(tf.reduce_sum(tf.square(apply(u))))
+
+
+def matrix_operators(kernel):
+    """`apply`/`apply_adjoint` for the map x -> x @ kernel on row vectors."""
+    return (
+        lambda u: tf.matmul(u, kernel),
+        lambda v: tf.matmul(v, kernel, transpose_b=True),
+    )
+
+
+def operator_norm_to_tolerance(apply, apply_adjoint, u, tolerance=1e-7, max_iterations=5000, check_every=10):
+    """Power iteration until the estimate changes by less than `tolerance` (relative).
+
+    For tests and monitoring, not for training steps (it has a data-dependent
+    stopping rule). Power iteration approaches the norm from below; the
+    returned value is a lower bound that is exact once converged.
+
+    Returns:
+        A pair `(norm, u)`.
+    """
+    u = l2_normalize(u)
+    previous = rayleigh_norm(apply, u)
+    steps = tf.function(lambda u: power_iteration(apply, apply_adjoint, u, check_every))
+    for _ in range(0, max_iterations, check_every):
+        u = steps(u)
+        current = rayleigh_norm(apply, u)
+        if abs(float(current) - float(previous)) <= tolerance * float(current):
+            break
+        previous = current
+    return current, u
