@@ -47,6 +47,17 @@ def check_sequential_and_graph_modes(make_layer, x, atol=1e-5):
     return eager
 
 
+_STRATEGIES = {}
+
+
+def mirrored_strategy():
+    """One MirroredStrategy per test session: separate instances in one process
+    can collide on collective instance keys (shape-mismatch aborts)."""
+    if "mirrored" not in _STRATEGIES:
+        _STRATEGIES["mirrored"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return _STRATEGIES["mirrored"]
+
+
 def check_mirrored_training(make_layer, x, loss_fn=None, steps=2, atol=1e-5):
     """`fit` under MirroredStrategy on two logical CPUs matches one device.
 
@@ -68,7 +79,7 @@ def check_mirrored_training(make_layer, x, loss_fn=None, steps=2, atol=1e-5):
         return model
 
     single = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    mirrored = train(mirrored_strategy())
     for a, b in zip(single.weights, mirrored.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol, err_msg=a.path)
     return single, mirrored

@@ -3,8 +3,8 @@
 import keras
 
 from tflip import _validation
-from tflip.ops.norms import dense_kernel_norm
 from tflip.layers.base import LipschitzLayer, float32_variable_read, resolve_training
+from tflip.ops.norms import dense_kernel_norm
 
 
 class ConstrainedDense(keras.layers.Layer, LipschitzLayer):
@@ -61,12 +61,13 @@ class ConstrainedDense(keras.layers.Layer, LipschitzLayer):
         if input_dim is None:
             raise ValueError("The last dimension of the inputs must be defined, got shape %s." % (input_shape,))
         # autocast=False: the constraint math always reads the float32 kernel.
+        initializer, constraint = self.kernel_initializer_and_constraint()
         self.kernel = self.add_weight(
             name="kernel",
             shape=(input_dim, self.units),
-            initializer=self.kernel_initializer,
+            initializer=initializer,
             regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
+            constraint=constraint,
             autocast=False,
         )
         self.bias = (
@@ -82,6 +83,10 @@ class ConstrainedDense(keras.layers.Layer, LipschitzLayer):
         )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
         self.build_state(input_dim)
+
+    def kernel_initializer_and_constraint(self):
+        """Hook for subclasses that constrain the variable itself."""
+        return self.kernel_initializer, self.kernel_constraint
 
     def build_state(self, input_dim):
         """Hook for subclasses to create non-trainable state."""

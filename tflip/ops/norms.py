@@ -3,15 +3,14 @@
 import numpy as np
 import tensorflow as tf
 
-INF_NORMS = ("inf", np.inf, float("inf"))
-
 
 def check_norm(norm):
     """Returns 2 or "inf", or raises a ValueError naming `norm`."""
-    if norm == 2:
-        return 2
-    if any(norm is n or norm == n for n in INF_NORMS):
-        return "inf"
+    if isinstance(norm, str):
+        if norm.lower() == "inf":
+            return "inf"
+    elif not isinstance(norm, bool) and norm in (2, np.inf):
+        return 2 if norm == 2 else "inf"
     raise ValueError(f"`norm` must be 2 or 'inf', got {norm!r}.")
 
 

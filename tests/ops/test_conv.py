@@ -1,0 +1,126 @@
+"""Conv operator math against explicit matrices and numpy's SVD."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflip.ops.conv import (
+    ConvGeometry,
+    circular_conv_singular_values,
+    conv_matrix,
+    conv_norm_upper_bound,
+    conv_operator_norm,
+    reshaped_kernel_norm,
+)
+
+CASES = [
+    # kernel, c_in, c_out, stride, padding, size, dilation
+    (3, 2, 3, 1, "same", 8, 1),
+    (3, 3, 40, 2, "same", 8, 1),
+    (5, 2, 2, 2, "valid", 9, 1),
+    (1, 4, 3, 1, "same", 6, 1),
+    (3, 2, 2, 1, "same", 8, 2),
+    (4, 3, 3, 2, "same", 10, 1),
+    (3, 3, 5, 2, "valid", 8, 1),
+]
+
+
+def numpy_conv_matrix(kernel, size, stride, padding):
+    """Independent loop construction of the cross-correlation matrix (TF's padding rule)."""
+    kh, kw, c_in, c_out = kernel.shape
+    if padding == "same":
+        out = -(-size // stride)
+        pad = max((out - 1) * stride + kh - size, 0) // 2
+    else:
+        out = (size - kh) // stride + 1
+        pad = 0
+    matrix = np.zeros((out, out, c_out, size, size, c_in))
+    for i in range(out):
+        for j in range(out):
+            for a in range(kh):
+                for b in range(kw):
+                    r, c = i * stride - pad + a, j * stride - pad + b
+                    if 0 <= r < size and 0 <= c < size:
+                        matrix[i, j, :, r, c, :] += kernel[a, b].T
+    return matrix.reshape(out * out * c_out, size * size * c_in)
+
+
+@pytest.mark.parametrize("stride,padding,size", [(1, "same", 6), (2, "same", 7), (2, "valid", 7), (2, "same", 8)])
+def test_conv_matrix_matches_independent_construction(rng, stride, padding, size):
+    kernel = rng.normal(size=(3, 3, 2, 3))
+    geometry = ConvGeometry((size, size), (stride, stride), padding)
+    np.testing.assert_allclose(
+        conv_matrix(kernel, geometry), numpy_conv_matrix(kernel, size, stride, padding), atol=1e-12
+    )
+
+
+def test_adjoint_is_the_transpose(rng):
+    kernel = rng.normal(size=(3, 3, 2, 4))
+    geometry = ConvGeometry((7, 7), (2, 2), "same")
+    x = rng.normal(size=(1, 7, 7, 2))
+    y = rng.normal(size=(1, 4, 4, 4))
+    lhs = np.sum(geometry.apply(x, kernel).numpy() * y)
+    rhs = np.sum(x * geometry.apply_adjoint(tf.constant(y), kernel).numpy())
+    assert lhs == pytest.approx(rhs, rel=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_power_iteration_norm_and_certified_bound(rng, case):
+    k, c_in, c_out, stride, padding, size, dilation = case
+    kernel = rng.normal(size=(k, k, c_in, c_out))
+    geometry = ConvGeometry((size, size), (stride, stride), padding, (dilation, dilation))
+    exact = np.linalg.norm(conv_matrix(kernel, geometry), 2)
+    assert conv_operator_norm(kernel, geometry) == pytest.approx(exact, rel=1e-5)
+    bound = conv_norm_upper_bound(kernel, geometry)
+    assert bound >= exact * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("stride,padding", [(1, "same"), (2, "same"), (1, "valid"), (2, "valid")])
+def test_certified_bound_within_one_percent_at_realistic_size(rng, stride, padding):
+    """At 32x32 the n+k-1 circular embedding loses < 1% (it grows slack only for tiny inputs)."""
+    kernel = rng.normal(size=(3, 3, 2, 2))
+    geometry = ConvGeometry((32, 32), (stride, stride), padding)
+    exact = np.linalg.norm(conv_matrix(kernel, geometry), 2)
+    bound = conv_norm_upper_bound(kernel, geometry)
+    assert exact <= bound <= 1.01 * exact
+
+
+def test_gram_bound_converges_to_circular_norm(rng):
+    """Six Gram iterations land within 0.5% of the exact circular norm on the same grid."""
+    kernel = rng.normal(size=(3, 3, 4, 4))
+    geometry = ConvGeometry((14, 14), (1, 1), "same")  # grid 16 x 16
+    circular = float(circular_conv_singular_values(kernel, (16, 16))[0])
+    bound = conv_norm_upper_bound(kernel, geometry, iterations=6)
+    assert circular * (1 - 1e-6) <= bound <= 1.005 * circular
+
+
+def circular_matrix(kernel, size):
+    c_in = kernel.shape[2]
+    basis = np.eye(size * size * c_in).reshape(-1, size, size, c_in)
+    pad = kernel.shape[0] // 2
+    wrapped = np.pad(basis, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="wrap")
+    out = tf.nn.conv2d(wrapped, kernel, 1, "VALID").numpy()
+    return out.reshape(size * size * c_in, -1).T
+
+
+def test_fft_spectrum_matches_svd_of_circular_matrix(rng):
+    kernel = rng.normal(size=(3, 3, 2, 3))
+    expected = np.sort(np.linalg.svd(circular_matrix(kernel, 6), compute_uv=False))[::-1]
+    np.testing.assert_allclose(circular_conv_singular_values(kernel, (6, 6)), expected, atol=1e-4)
+
+
+def test_reshaped_norm_underestimates_operator_norm(rng):
+    kernel = rng.normal(size=(3, 3, 3, 3))
+    geometry = ConvGeometry((8, 8))
+    exact = np.linalg.norm(conv_matrix(kernel, geometry), 2)
+    assert float(reshaped_kernel_norm(kernel)) < 0.9 * exact
+
+
+def test_bad_padding_raises():
+    with pytest.raises(ValueError, match="padding"):
+        ConvGeometry((8, 8), padding="circular")
+
+
+def test_spectrum_needs_grid_at_least_kernel():
+    with pytest.raises(ValueError, match="input_size"):
+        circular_conv_singular_values(np.ones((5, 5, 1, 1)), (3, 3))
