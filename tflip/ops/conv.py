@@ -8,7 +8,6 @@ NOT the norm of the reshaped kernel (which only bounds it up to a factor;
 Sargent lemma 2.4.8). Everything here works on that true operator.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from tflip.ops.gram import gram_iteration_bound
