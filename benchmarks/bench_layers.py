@@ -1,0 +1,143 @@
+"""Layer speed and accuracy, measured side by side in one run.
+
+Prints ratios (never absolute targets: the machine is shared and noisy):
+- a training step (forward, backward, Adam update) of SpectralNormConv2D
+  (toeplitz) vs keras.layers.SpectralNormalization(Conv2D) vs plain Conv2D;
+- BjorckDense vs Dense;
+- MaxMin / GroupSort(4) vs ReLU (benchmarks/bench_activations.py);
+- the relative error of each layer's enforced operator norm against the exact
+  value (SVD of the explicit matrix), after the same number of training steps.
+
+Targets: toeplitz step <= 1.3x the Keras wrapper; toeplitz norm error <= 1e-3
+where the Keras wrapper is off by tens of percent; MaxMin <= 4x ReLU.
+
+Run: python benchmarks/bench_layers.py [--quick]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tflip.layers import BjorckDense, SpectralNormConv2D  # noqa: E402
+from tflip.ops.conv import ConvGeometry, conv_matrix  # noqa: E402
+
+
+def train_step_fn(layer, x):
+    """A compiled training step of `mean(layer(x)^2)` with Adam."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    return step
+
+
+def time_interleaved(steps, repeats, calls):
+    """Median seconds per call of each step, alternating between them to share the noise."""
+    for step in steps.values():
+        step()  # trace and warm up
+    samples = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                step()
+            samples[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def conv_speed(quick):
+    batch, size, channels = (8, 16, 16) if quick else (32, 32, 32)
+    x = tf.random.normal((batch, size, size, channels))
+    steps = {
+        "Conv2D": train_step_fn(keras.layers.Conv2D(channels, 3, padding="same"), x),
+        "keras SpectralNormalization(Conv2D)": train_step_fn(
+            keras.layers.SpectralNormalization(keras.layers.Conv2D(channels, 3, padding="same")), x
+        ),
+        "SpectralNormConv2D(toeplitz)": train_step_fn(SpectralNormConv2D(channels, 3), x),
+    }
+    return time_interleaved(steps, 3 if quick else 7, 2 if quick else 5)
+
+
+def dense_speed(quick):
+    batch, units = (64, 128) if quick else (256, 512)
+    x = tf.random.normal((batch, units))
+    steps = {"Dense": train_step_fn(keras.layers.Dense(units), x), "BjorckDense": train_step_fn(BjorckDense(units), x)}
+    return time_interleaved(steps, 3 if quick else 7, 2 if quick else 5)
+
+
+def norm_errors(warmup_steps=100):
+    """Relative error |sigma_true - k| / k of each normalized conv after training-mode calls."""
+    rows = []
+    for c_in, c_out, stride in [(3, 8, 1), (8, 8, 1), (4, 64, 2)]:
+        size = 8
+        x = tf.random.normal((4, size, size, c_in))
+        geometry = ConvGeometry((size, size), (stride, stride), "same")
+        layers = {
+            "keras SN": keras.layers.SpectralNormalization(keras.layers.Conv2D(c_out, 3, stride, padding="same")),
+            "reshape": SpectralNormConv2D(c_out, 3, stride, norm="reshape"),
+            "toeplitz": SpectralNormConv2D(c_out, 3, stride, norm="toeplitz"),
+        }
+        for layer in layers.values():
+            call = tf.function(lambda layer=layer: layer(x, training=True))
+            for _ in range(warmup_steps):
+                call()
+        kernels = {
+            "keras SN": layers["keras SN"].layer.kernel,  # Keras writes the normalized kernel into it
+            "reshape": layers["reshape"].effective_kernel(),
+            "toeplitz": layers["toeplitz"].effective_kernel(),
+        }
+        errors = {n: abs(np.linalg.norm(conv_matrix(k, geometry), 2) - 1.0) for n, k in kernels.items()}
+        rows.append((f"{c_in}->{c_out} s{stride}", errors))
+    return rows
+
+
+def print_ratios(title, times, reference):
+    print(f"\n{title}")
+    for name, seconds in times.items():
+        print(f"  {name:38s} {seconds * 1e3:9.2f} ms   {seconds / times[reference]:5.2f}x {reference}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="tflip layer benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small shapes, few repetitions (smoke run)")
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(0)
+
+    conv = conv_speed(args.quick)
+    print_ratios("Conv training step", conv, "Conv2D")
+    wrapper_ratio = conv["SpectralNormConv2D(toeplitz)"] / conv["keras SpectralNormalization(Conv2D)"]
+    print(f"  toeplitz / keras wrapper: {wrapper_ratio:.2f}x (target <= 1.3x): {'OK' if wrapper_ratio <= 1.3 else 'MISSED'}")
+
+    print_ratios("Dense training step", dense_speed(args.quick), "Dense")
+
+    print("\nRelative error of the true operator norm (SVD of the conv matrix) against the promised 1.0:")
+    print(f"  {'conv':14s} {'keras SN':>10s} {'reshape':>10s} {'toeplitz':>10s}")
+    worst = 0.0
+    for label, errors in norm_errors(20 if args.quick else 100):
+        worst = max(worst, errors["toeplitz"])
+        print(f"  {label:14s} " + " ".join(f"{errors[n]:10.2e}" for n in ("keras SN", "reshape", "toeplitz")))
+    print(f"  worst toeplitz error {worst:.1e} (target <= 1e-3): {'OK' if worst <= 1e-3 else 'MISSED'}")
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_activations
+
+    bench_activations.main(["--quick"] if args.quick else [])
+
+
+if __name__ == "__main__":
+    main()
