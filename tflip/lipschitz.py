@@ -179,18 +179,21 @@ def lipschitz_lower_bound(model, x, ascent_steps=20, step_size=0.05, seed=0):
     best = float(tf.reduce_max(tf.linalg.svd(jacobian, compute_uv=False)[:, 0]))
 
     scale = float(tf.sqrt(tf.reduce_mean(tf.square(x)))) or 1.0
-    a = tf.Variable(x)
-    b = tf.Variable(x + 0.1 * scale * tf.random.stateless_normal(x.shape, (seed, 1)))
+    a = x
+    b = x + 0.1 * scale * tf.random.stateless_normal(x.shape, (seed, 1))
     axes = list(range(1, len(x.shape)))
     for _ in range(ascent_steps + 1):
         with tf.GradientTape() as tape:
+            tape.watch([a, b])
             fa = tf.reshape(tf.cast(model(a, training=False), tf.float32), (batch, -1))
             fb = tf.reshape(tf.cast(model(b, training=False), tf.float32), (batch, -1))
             distance = tf.sqrt(tf.reduce_sum(tf.square(a - b), axis=axes) + 1e-30)
             quotient = tf.norm(fa - fb, axis=1) / distance
+            total = tf.reduce_sum(quotient)
         best = max(best, float(tf.reduce_max(quotient)))
-        grads = tape.gradient(tf.reduce_sum(quotient), [a, b])
-        for var, grad in zip((a, b), grads):
-            norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True)) + 1e-30
-            var.assign_add(step_size * scale * grad / norm)
+        grads = tape.gradient(total, [a, b])
+        a, b = (
+            point + step_size * scale * grad / (tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True)) + 1e-30)
+            for point, grad in zip((a, b), grads)
+        )
     return best
