@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tflip.layers import BjorckDense, GroupSort, LInfProjectedDense, SpectralNormConv2D
 from tflip.lipschitz import layer_lipschitz_bound, lipschitz_lower_bound, lipschitz_upper_bound

@@ -1,3 +1,7 @@
 """Keras layers with a known, enforced Lipschitz constant."""
 
+from tflip.layers.activations import FullSort, GroupSort, MaxMin  # noqa: F401
 from tflip.layers.base import LipschitzLayer  # noqa: F401
+from tflip.layers.bjorck_dense import BjorckDense  # noqa: F401
+from tflip.layers.linf_dense import LInfBallConstraint, LInfProjectedDense  # noqa: F401
+from tflip.layers.spectral import SpectralNormConv2D, SpectralNormDense  # noqa: F401
