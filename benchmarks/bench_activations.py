@@ -13,17 +13,14 @@ Run: python benchmarks/bench_activations.py [--quick] [--repeats N]
 
 import argparse
 import ctypes
-import os
 import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from tflip.layers import FullSort, GroupSort, MaxMin  # noqa: E402
+from tflip.layers import FullSort, GroupSort, MaxMin
 
 FULL_SHAPE = (64, 32, 32, 128)
 QUICK_SHAPE = (4, 8, 8, 16)

@@ -192,8 +192,7 @@ def lipschitz_lower_bound(model, x, ascent_steps=20, step_size=0.05, seed=0):
             total = tf.reduce_sum(quotient)
         best = max(best, float(tf.reduce_max(quotient)))
         grads = tape.gradient(total, [a, b])
-        a, b = (
-            point + step_size * scale * grad / (tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True)) + 1e-30)
-            for point, grad in zip((a, b), grads)
-        )
+        # Normalized steps: the quotient's gradient scale says nothing about a good step.
+        lengths = [tf.sqrt(tf.reduce_sum(tf.square(g), axis=axes, keepdims=True)) + 1e-30 for g in grads]
+        a, b = (p + step_size * scale * g / n for p, g, n in zip((a, b), grads, lengths))
     return best

@@ -12,14 +12,12 @@ and input shapes and implement the `LipschitzLayer` protocol.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tflip._validation import positive_int
 from tflip.layers.base import LipschitzLayer
 from tflip.ops import sorting
-
-_SUPPORTED_NORMS = (2, "inf", np.inf)
+from tflip.ops.norms import check_norm
 
 
 class _SortingActivation(keras.layers.Layer, LipschitzLayer):
@@ -58,9 +56,7 @@ class _SortingActivation(keras.layers.Layer, LipschitzLayer):
         Raises:
             ValueError: For any other `norm`.
         """
-        key = norm.lower() if isinstance(norm, str) else norm
-        if isinstance(key, bool) or key not in _SUPPORTED_NORMS:
-            raise ValueError(f"`norm` must be 2, 'inf' or np.inf, got {norm!r}.")
+        check_norm(norm)
         return 1.0
 
 
