@@ -45,3 +45,69 @@ def float32_variable_read(variable):
     norm computations never see a float16/bfloat16 rounded kernel.
     """
     return keras.ops.cast(variable, "float32")
+
+
+_WEIGHT_OPTION_KINDS = {
+    "activation": keras.activations,
+    "kernel_initializer": keras.initializers,
+    "bias_initializer": keras.initializers,
+    "kernel_regularizer": keras.regularizers,
+    "bias_regularizer": keras.regularizers,
+    "kernel_constraint": keras.constraints,
+    "bias_constraint": keras.constraints,
+}
+
+
+WEIGHT_OPTIONS = tuple(_WEIGHT_OPTION_KINDS)
+
+
+class KernelBiasLayer:
+    """Mixin: the kernel/bias/activation options of Keras' Dense and Conv layers.
+
+    Keeps the argument handling, weight creation and config of those options
+    in one place for every constrained layer.
+    """
+
+    def set_weight_options(self, use_bias, **options):
+        """Stores `use_bias` and the options named in `_WEIGHT_OPTION_KINDS`."""
+        self.use_bias = bool(use_bias)
+        for name, module in _WEIGHT_OPTION_KINDS.items():
+            setattr(self, name, module.get(options.pop(name, None)))
+        if options:
+            raise TypeError(f"Unexpected arguments: {sorted(options)}.")
+
+    def add_kernel_and_bias(self, kernel_shape, initializer, constraint):
+        """Creates `self.kernel` (read at float32: `autocast=False`) and `self.bias`."""
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=kernel_shape,
+            initializer=initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=constraint,
+            autocast=False,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias",
+                shape=(kernel_shape[-1],),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
+
+    def add_bias_and_activate(self, outputs):
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def weight_options_config(self):
+        config = {
+            "use_bias": self.use_bias,
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+        }
+        for name, module in _WEIGHT_OPTION_KINDS.items():
+            config[name] = module.serialize(getattr(self, name))
+        return config

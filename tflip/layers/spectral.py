@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
-from tflip.layers.base import LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.dense_base import ConstrainedDense
 from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
@@ -102,7 +102,7 @@ class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, LipschitzLayer):
+class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
     """Conv2D normalized by the exact operator norm of the convolution.
 
     With `norm="toeplitz"` (default) the kernel is divided by the largest
@@ -160,18 +160,18 @@ class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, Lipschitz
         dilation_rate=1,
         input_size=None,
         data_format="channels_last",
-        activation=None,
         use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
         activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         **kwargs,
     ):
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in WEIGHT_OPTIONS}
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.set_weight_options(
+            use_bias,
+            kernel_initializer=options.pop("kernel_initializer", "glorot_uniform"),
+            bias_initializer=options.pop("bias_initializer", "zeros"),
+            **options,
+        )
         self.filters = _validation.positive_int("filters", filters)
         self.kernel_size = _validation.int_pair("kernel_size", kernel_size)
         self.strides = _validation.int_pair("strides", strides)
@@ -189,14 +189,6 @@ class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, Lipschitz
         if data_format != "channels_last":
             raise ValueError(f"`data_format` must be 'channels_last', got {data_format!r}.")
         self.data_format = data_format
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
@@ -215,25 +207,8 @@ class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, Lipschitz
         effective = self.geometry.effective_kernel_size(self.kernel_size)
         if self.padding == "valid" and any(n < k for n, k in zip(self.input_size, effective)):
             raise ValueError(f"`input_size` {self.input_size} is smaller than the kernel for 'valid' padding.")
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*self.kernel_size, c_in, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-            autocast=False,
-        )
-        self.bias = (
-            self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
+        self.add_kernel_and_bias((*self.kernel_size, c_in, self.filters), self.kernel_initializer,
+                                 self.kernel_constraint)
         if self.norm == "toeplitz":
             self.add_power_vector((1, *self.input_size, c_in))
         else:
@@ -259,9 +234,7 @@ class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, Lipschitz
         outputs = tf.nn.convolution(
             inputs, kernel, strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate
         )
-        if self.bias is not None:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation is not None else outputs
+        return self.add_bias_and_activate(outputs)
 
     def compute_output_shape(self, input_shape):
         batch, h, w, _ = input_shape
@@ -310,15 +283,7 @@ class SpectralNormConv2D(PowerIterationNormalizer, keras.layers.Layer, Lipschitz
                 "dilation_rate": self.dilation_rate,
                 "input_size": self.input_size,
                 "data_format": self.data_format,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self.weight_options_config(),
             }
         )
         return config
