@@ -1,0 +1,27 @@
+"""Smoke runs of the README's main job (the demo) and the layer benchmark."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_demo_recovers_known_wasserstein_distance(capsys):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import demo
+
+    final = demo.wasserstein_demo(steps=150)
+    assert final == pytest.approx(1.0, abs=0.05)
+    out = capsys.readouterr().out
+    assert "exact 1.0" in out
+
+
+def test_benchmark_quick_mode_runs(capsys):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_layers
+
+    bench_layers.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "toeplitz / keras wrapper" in out and "MaxMin" in out
