@@ -1,0 +1,3 @@
+"""Keras callbacks for Lipschitz and Wasserstein training."""
+
+from tflip.callbacks.wasserstein import ExactWasserstein  # noqa: F401

@@ -1,0 +1,11 @@
+"""Losses: adversarial (GAN) losses on critic values."""
+
+from tflip.losses.adversarial import (  # noqa: F401
+    GAN_LOSSES,
+    get_gan_loss,
+    hinge_critic_loss,
+    nonsaturating_critic_loss,
+    nonsaturating_generator_loss,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)

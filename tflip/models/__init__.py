@@ -1,0 +1,4 @@
+"""Keras models for Wasserstein training: `WGAN` and `WassersteinCritic`."""
+
+from tflip.models.wasserstein_critic import WassersteinCritic  # noqa: F401
+from tflip.models.wgan import WGAN  # noqa: F401

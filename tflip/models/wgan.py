@@ -1,0 +1,300 @@
+"""The `WGAN` Keras model: critic and generator trained by `fit` with a penalty."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tflip import _validation, penalties
+from tflip._replica import StatelessRandom
+from tflip.losses.adversarial import get_gan_loss
+from tflip.models.critic_step import CriticMetrics, critic_update, optimizer_loss
+from tflip.penalties.base import critic_values
+
+
+def default_optimizer():
+    """Adam(1e-4, beta_1=0.5, beta_2=0.9): Gulrajani et al.'s toy and image setting."""
+    return keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9)
+
+
+def prepare_optimizer(optimizer, name):
+    """Resolves an optimizer argument and wraps it for mixed_float16 loss scaling.
+
+    `compile()` only wraps `self.optimizer`, so models with their own
+    optimizers wrap them here.
+    """
+    optimizer = default_optimizer() if optimizer is None else keras.optimizers.get(optimizer)
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(f"`{name}` must be a Keras optimizer or its name, got {optimizer!r}.")
+    if (
+        keras.mixed_precision.global_policy().name == "mixed_float16"
+        and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    ):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+    return optimizer
+
+
+def unpack_real(data):
+    """The real samples of a `fit` batch: `x`, `(x,)` or `(x, y[, w])` (labels ignored)."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x
+
+
+def critic_batches(real, n_critic):
+    """Splits a batch into `n_critic` interleaved critic batches of equal size.
+
+    Batch i holds rows i, i + n, i + 2n, ... so that the split commutes with
+    the contiguous per-replica split of a distribution strategy (each critic
+    step sees the same samples on one device or several). A batch smaller
+    than `n_critic` is reused cyclically; leftover rows are dropped.
+    """
+    size = tf.shape(real)[0]
+    rows = tf.maximum(size // n_critic, 1)
+    index = (tf.range(rows)[:, None] * n_critic + tf.range(n_critic)[None, :]) % size
+    return [tf.gather(real, index[:, i]) for i in range(n_critic)]
+
+
+@keras.saving.register_keras_serializable(package="tflip")
+class WGAN(keras.Model):
+    """A Wasserstein GAN trained with `fit`: `n_critic` critic steps per generator step.
+
+    Each `train_step` receives one batch of real samples and splits it into
+    `n_critic` interleaved critic batches, so every critic update sees fresh
+    real data (Gulrajani et al., Petzka et al.): pass `batch_size = n_critic *
+    critic_batch_size` to `fit` (or batch the dataset so). Each critic update
+    draws fresh latent vectors, minimizes the critic loss plus
+    `penalty(critic, real, fake)`, and runs the penalty's post-update hook;
+    then the generator takes one step on a fresh latent batch of the critic
+    batch size (or `generator_batch_size`).
+
+    Logged metrics: `critic_loss` (loss + penalty), `generator_loss`,
+    `wasserstein` (`mean f(real) - mean f(fake)` on the critic batches; the
+    negative Wasserstein critic loss), `penalty`, and the penalty's
+    diagnostics (gradient-norm mean and max on the penalty points, ALP's
+    violation rate, MaxAL's multiplier, ...). `evaluate` / validation data log
+    `wasserstein` and `critic_loss` on held-out real samples.
+
+    Distribution: under `MirroredStrategy`, `MultiWorkerMirroredStrategy` or
+    TPU strategies, create and compile the model inside `strategy.scope()`.
+    Losses are scaled by the number of replicas, random draws (latent
+    vectors, interpolation coefficients) are drawn for the global batch from a
+    saved counter and split by replica, so a distributed run computes the
+    single-device updates. Random draws are a function of `seed` and the
+    saved counters: a run resumed from a checkpoint continues identically.
+
+    Args:
+        generator: a Keras model mapping `(batch, latent_dim)` latent vectors
+            to samples.
+        critic: a Keras model mapping samples to one value per sample.
+        latent_dim: size of the latent vectors (standard normal).
+        penalty: a `tflip.penalties.Penalty`, its name (`"gp"`, `"lp"`,
+            `"alp"`, `"maxgp"`, `"maxal"`, `"clip"`) or `None` (for critics
+            that are Lipschitz by construction).
+        n_critic: critic updates per generator update (5).
+        loss: `"wasserstein"` (default), `"hinge"` or `"nonsaturating"`.
+        generator_batch_size: latent batch of the generator step per replica;
+            default: the critic batch size.
+        seed: seed of the latent draws.
+        **kwargs: passed to `keras.Model` (`name`, ...).
+
+    Example:
+
+    >>> import keras, tflip
+    >>> generator = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
+    ...                               keras.layers.Dense(2)])
+    >>> critic = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
+    ...                            keras.layers.Dense(1)])
+    >>> gan = tflip.models.WGAN(generator, critic, latent_dim=2,
+    ...                         penalty=tflip.penalties.LipschitzPenalty(10.0))
+    >>> gan.compile()  # Adam(1e-4, 0.5, 0.9) for both by default
+    >>> history = gan.fit(tflip.datasets.eight_gaussians(5120), batch_size=5 * 256,
+    ...                   epochs=1, verbose=0)
+    """
+
+    def __init__(
+        self,
+        generator,
+        critic,
+        latent_dim,
+        penalty=None,
+        n_critic=5,
+        loss="wasserstein",
+        generator_batch_size=None,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("generator", generator), ("critic", critic)):
+            if not isinstance(value, keras.Model):
+                raise ValueError(f"`{name}` must be a keras.Model, got {type(value).__name__}.")
+        self.generator = generator
+        self.critic = critic
+        self.latent_dim = _validation.positive_int("latent_dim", latent_dim)
+        self.penalty = penalties.get(penalty)
+        self.n_critic = _validation.positive_int("n_critic", n_critic)
+        self.loss_name = loss
+        self.critic_loss_fn, self.generator_loss_fn = get_gan_loss(loss)
+        self.generator_batch_size = (
+            None if generator_batch_size is None
+            else _validation.positive_int("generator_batch_size", generator_batch_size)
+        )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+        self.seed = seed
+        self.critic_metrics = CriticMetrics()
+        self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.critic_optimizer = None
+        self.generator_optimizer = None
+        if critic.built and getattr(critic, "inputs", None):
+            self.build(tuple(critic.inputs[0].shape))
+
+    def build(self, input_shape):
+        """Builds generator, critic, penalty state and random counters.
+
+        Args:
+            input_shape: shape of a batch of real samples, `(batch, ...)`.
+        """
+        input_shape = tuple(input_shape)
+        if not self.generator.built:
+            self.generator.build((None, self.latent_dim))
+        if not self.critic.built:
+            self.critic.build(input_shape)
+        if self.penalty is not None and not self.penalty.built:
+            self.penalty.build(input_shape)
+        self.random = StatelessRandom(self, self.seed, name="latent_counter")
+        # Evaluation has its own counter so validation never shifts training draws.
+        self.eval_random = StatelessRandom(self, self.seed + 1, name="eval_latent_counter")
+        self.built = True
+        self._build_optimizers()
+
+    def compile(self, critic_optimizer=None, generator_optimizer=None, **kwargs):
+        """Configures the two optimizers.
+
+        Args:
+            critic_optimizer: optimizer (or name) of the critic; default
+                `Adam(1e-4, beta_1=0.5, beta_2=0.9)`.
+            generator_optimizer: optimizer (or name) of the generator; same
+                default.
+            **kwargs: `run_eagerly`, `jit_compile`, `steps_per_execution` of
+                `keras.Model.compile` (`jit_compile` and
+                `steps_per_execution > 1` do not work under MirroredStrategy,
+                Keras issue 19246).
+        """
+        unexpected = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution"}
+        if unexpected:
+            raise ValueError(f"Unexpected compile arguments {sorted(unexpected)}: a WGAN has no Keras loss or metrics.")
+        kwargs.setdefault("jit_compile", False)
+        self.critic_optimizer = prepare_optimizer(critic_optimizer, "critic_optimizer")
+        self.generator_optimizer = prepare_optimizer(generator_optimizer, "generator_optimizer")
+        # `self.optimizer` is the critic's, for callbacks that read `model.optimizer`.
+        super().compile(optimizer=self.critic_optimizer, **kwargs)
+        self._build_optimizers()
+
+    def _build_optimizers(self):
+        # Built on their own variables now (inside the strategy scope the model
+        # was created in): Adam's slots must exist before a distributed step.
+        if not self.built:
+            return
+        for optimizer, model in (
+            (self.critic_optimizer, self.critic),
+            (self.generator_optimizer, self.generator),
+        ):
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)
+
+    @property
+    def metrics(self):
+        tracked = self.critic_metrics.as_list() + [self.generator_loss_tracker]
+        if self.penalty is not None:
+            tracked += self.penalty.metrics
+        return tracked
+
+    def sample_latent(self, batch_size, random=None):
+        """Standard normal latent vectors `(batch_size, latent_dim)` (per replica)."""
+        return (random or self.random).normal([batch_size, self.latent_dim])
+
+    def train_step(self, data):
+        real = unpack_real(data)
+        if self.critic_optimizer is None:
+            raise ValueError("Call `compile()` on the WGAN before `fit`.")
+        batches = critic_batches(real, self.n_critic)
+        for real_batch in batches:
+            fake = self.generator(self.sample_latent(tf.shape(real_batch)[0]), training=True)
+            critic_update(
+                self.critic, self.critic_optimizer, self.penalty, self.critic_loss_fn,
+                real_batch, fake, self.critic_metrics,
+            )
+        generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
+        latent = self.sample_latent(generator_batch)
+        variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            fake_values = critic_values(self.critic, self.generator(latent, training=True))
+            generator_loss = self.generator_loss_fn(fake_values)
+            scaled = optimizer_loss(self.generator_optimizer, generator_loss)
+        self.generator_optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.generator_loss_tracker.update_state(generator_loss)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def test_step(self, data):
+        real = unpack_real(data)
+        fake = self.generator(self.sample_latent(tf.shape(real)[0], self.eval_random), training=False)
+        real_values = critic_values(self.critic, real, training=False)
+        fake_values = critic_values(self.critic, fake, training=False)
+        metrics = self.critic_metrics
+        metrics.critic_loss.update_state(self.critic_loss_fn(real_values, fake_values))
+        metrics.wasserstein.update_state(tf.reduce_mean(real_values) - tf.reduce_mean(fake_values))
+        return {m.name: m.result() for m in (metrics.critic_loss, metrics.wasserstein)}
+
+    def call(self, latent, training=False):
+        """Generates samples from latent vectors."""
+        return self.generator(latent, training=training)
+
+    def generate(self, n, seed=None, batch_size=1024):
+        """Returns `n` generated samples as a numpy array.
+
+        Args:
+            n: number of samples.
+            seed: seed of the latent draws (default: fresh randomness).
+            batch_size: generator batch size.
+        """
+        n = _validation.positive_int("n", n)
+        rng = np.random.default_rng(seed)
+        latent = rng.standard_normal((n, self.latent_dim)).astype("float32")
+        return np.asarray(self.generator.predict(latent, batch_size=batch_size, verbose=0), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            generator=keras.saving.serialize_keras_object(self.generator),
+            critic=keras.saving.serialize_keras_object(self.critic),
+            latent_dim=self.latent_dim,
+            penalty=keras.saving.serialize_keras_object(self.penalty),
+            n_critic=self.n_critic,
+            loss=self.loss_name,
+            generator_batch_size=self.generator_batch_size,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator", "critic", "penalty"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    def get_compile_config(self):
+        if self.critic_optimizer is None:
+            return None
+        return {
+            "critic_optimizer": keras.saving.serialize_keras_object(self.critic_optimizer),
+            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
+            "jit_compile": bool(self.jit_compile),
+            "run_eagerly": bool(self.run_eagerly),
+            "steps_per_execution": self.steps_per_execution,
+        }
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        for key in ("critic_optimizer", "generator_optimizer"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        self.compile(**config)

@@ -1,0 +1,248 @@
+"""The penalty protocol and the machinery shared by the input-gradient penalties.
+
+A penalty is called as `penalty(critic, real, fake)` inside the caller's
+`tf.GradientTape` and returns the weighted scalar penalty of one critic step;
+its own diagnostics are Keras metrics (`penalty.metrics`), and
+`after_critic_update(critic)` runs after each critic update (MaxAL's multiplier
+step, weight clipping). Models treat every penalty alike through this protocol.
+"""
+
+import keras
+import tensorflow as tf
+
+from tflip import _validation
+from tflip._replica import StatelessRandom
+
+_SAMPLINGS = ("interpolates", "real_perturbation", "real_fake_perturbation")
+
+
+class LastValue(keras.metrics.Metric):
+    """A metric reporting the last value it was given (state such as a multiplier).
+
+    Stored as a (total, count) = (value, 1) pair so that the sum Keras takes
+    over replicas when reading a distributed metric still yields the value.
+    """
+
+    def __init__(self, name, dtype="float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, value):
+        self.value.assign(tf.cast(value, self.dtype))
+        self.count.assign(1.0)
+
+    def result(self):
+        return tf.math.divide_no_nan(self.value, self.count)
+
+
+class Penalty(keras.layers.Layer):
+    """Base class of critic penalties: `penalty(critic, real, fake) -> scalar`.
+
+    A penalty is a Keras layer so that its state (counters, multipliers,
+    buffers) and its diagnostic metrics are tracked, saved and restored with
+    the model that owns it, and created as mirrored variables under a
+    distribution strategy. It is not a layer of the critic's graph: calling it
+    bypasses Keras' input handling and runs `compute` directly.
+
+    Subclasses implement `compute(critic, real, fake)` (the weighted penalty,
+    float32 scalar, averaged over this replica's samples) and optionally
+    `after_critic_update(critic)`; they create state in `build(input_shape)`,
+    which the owning model calls with the shape of one real sample batch.
+
+    Args:
+        seed: seed of the penalty's random draws (interpolation coefficients,
+            perturbations). Draws are a function of this seed and a saved
+            counter, so resumed training reproduces an uninterrupted run.
+    """
+
+    def __init__(self, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+        self.seed = seed
+
+    def build(self, input_shape):
+        self.random = StatelessRandom(self, self.seed, name="random_counter")
+        self.built = True
+
+    def __call__(self, critic, real, fake):
+        """Returns the weighted penalty for one critic step (float32 scalar)."""
+        if not self.built:
+            self.build(tuple(real.shape))
+        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake))
+
+    def compute(self, critic, real, fake):
+        raise NotImplementedError
+
+    def after_critic_update(self, critic):
+        """Hook run after each critic optimizer step. Default: nothing."""
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(seed=self.seed)
+        # The dtype policy of a penalty is irrelevant: it computes in float32.
+        config.pop("dtype", None)
+        return config
+
+
+def critic_values(critic, x, training=True):
+    """Critic outputs on `x` as a float32 vector of per-sample values."""
+    out = keras.ops.cast(critic(x, training=training), "float32")
+    if out.shape.rank is not None and out.shape.rank > 1 and any(d not in (1, None) for d in out.shape[1:]):
+        raise ValueError(f"The critic must output one value per sample, got output shape {tuple(out.shape)}.")
+    return tf.reshape(out, [-1])
+
+
+def dual_norm_exponent(norm):
+    """The exponent q of the dual norm of `norm` = p (1/p + 1/q = 1)."""
+    if norm == "inf":
+        return 1.0
+    if norm == 1:
+        return "inf"
+    return norm / (norm - 1.0)
+
+
+def check_input_norm(norm):
+    """Validates the input metric: a number p >= 1 or "inf"."""
+    if isinstance(norm, str):
+        return _validation.one_of("norm", norm, ("inf",))
+    norm = _validation.positive_number("norm", norm)
+    if norm < 1:
+        raise ValueError(f"`norm` must be >= 1 (an Lp metric) or 'inf', got {norm!r}.")
+    return "inf" if norm == float("inf") else norm
+
+
+def vector_norms(vectors, exponent):
+    """Per-row `exponent`-norms of a batch, with a zero gradient at zero.
+
+    `sqrt` has an infinite derivative at 0, which turns a penalty's gradient
+    into NaN when a critic has a zero input gradient; the double `where` keeps
+    the value exact and the derivative at 0 equal to 0.
+    """
+    flat = tf.reshape(vectors, [tf.shape(vectors)[0], -1])
+    if exponent == "inf":
+        return tf.reduce_max(tf.abs(flat), axis=1)
+    if exponent == 1.0:
+        return tf.reduce_sum(tf.abs(flat), axis=1)
+    magnitudes = tf.square(flat) if exponent == 2.0 else tf.abs(flat) ** exponent
+    powered = tf.reduce_sum(magnitudes, axis=1)
+    positive = powered > 0
+    safe = tf.where(positive, powered, tf.ones_like(powered))
+    return tf.where(positive, safe ** (1.0 / exponent), tf.zeros_like(powered))
+
+
+def input_gradients(critic, points):
+    """Gradients of the critic's output with respect to its inputs (float32).
+
+    The gradient is recorded by the caller's tape too, so the penalty built on
+    it is differentiable with respect to the critic's weights.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(points)
+        total = tf.reduce_sum(critic_values(critic, points))
+    return tf.cast(tape.gradient(total, points), "float32")
+
+
+class GradientNormPenalty(Penalty):
+    """Base of the penalties on input-gradient norms at sampled points.
+
+    Handles the sampling of the penalty points (Gulrajani's interpolates or
+    Petzka's local perturbations, appendix D.4), the input metric (the norm of
+    the gradient is the dual norm of the input metric; Petzka section 5, "a
+    more general view"), lazy regularization, and the gradient-norm
+    diagnostics. Subclasses implement `penalty_from_norms(norms)`.
+
+    Args:
+        weight: the penalty coefficient lambda (>= 0).
+        sampling: where the penalty is evaluated: `"interpolates"` (default,
+            a*real + (1-a)*fake, a ~ U[0, 1] per sample), `"real_perturbation"`
+            (real + N(0, noise_std^2)) or `"real_fake_perturbation"` (both
+            real and fake samples perturbed).
+        noise_std: standard deviation of the local perturbation.
+        norm: the input metric: p >= 1 (2 is the Euclidean default) or
+            `"inf"`; the gradient is measured in the dual norm.
+        interval: lazy regularization (StyleGAN2): evaluate the penalty only
+            every `interval`-th critic step and multiply it by `interval`, so
+            the average cost per step approaches the unpenalized step.
+            `1` (default) applies it at every step.
+        seed: seed of the random draws.
+    """
+
+    def __init__(
+        self,
+        weight=10.0,
+        sampling="interpolates",
+        noise_std=0.1,
+        norm=2,
+        interval=1,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        self.weight = _validation.non_negative_number("weight", weight)
+        self.sampling = _validation.one_of("sampling", sampling, _SAMPLINGS)
+        self.noise_std = _validation.non_negative_number("noise_std", noise_std)
+        self.norm = check_input_norm(norm)
+        self.interval = _validation.positive_int("interval", interval)
+        self.gradient_norm_mean = keras.metrics.Mean(name="gradient_norm_mean")
+        self.gradient_norm_max = keras.metrics.Mean(name="gradient_norm_max")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.interval > 1:
+            self.calls = self.add_weight(
+                shape=(), dtype="int64", initializer="zeros", trainable=False,
+                name="calls", aggregation="only_first_replica",
+            )
+
+    def penalty_points(self, real, fake):
+        """The points at which the gradient norm is penalized."""
+        real = tf.cast(real, "float32")
+        fake = tf.cast(fake, "float32")
+        if self.sampling == "interpolates":
+            rank = real.shape.rank
+            alpha = self.random.uniform(tf.concat([tf.shape(real)[:1], tf.ones([rank - 1], tf.int32)], 0))
+            return alpha * real + (1.0 - alpha) * fake
+        points = real if self.sampling == "real_perturbation" else tf.concat([real, fake], axis=0)
+        return points + self.random.normal(tf.shape(points), stddev=self.noise_std)
+
+    def penalty_from_norms(self, norms):
+        """The unweighted penalty from the per-point gradient norms."""
+        raise NotImplementedError
+
+    def compute(self, critic, real, fake):
+        if self.interval == 1:
+            return self.evaluate(critic, real, fake)
+        calls = self.calls.assign_add(1)
+        return tf.cond(
+            tf.equal(calls % self.interval, 1 % self.interval),
+            lambda: float(self.interval) * self.evaluate(critic, real, fake),
+            lambda: tf.constant(0.0),
+        )
+
+    def gradient_norms(self, critic, points):
+        """Dual norms of the critic's input gradients at `points`."""
+        return vector_norms(input_gradients(critic, points), dual_norm_exponent(self.norm))
+
+    def record(self, norms):
+        """Updates the gradient-norm diagnostics with the norms at fresh points."""
+        self.gradient_norm_mean.update_state(norms)
+        self.gradient_norm_max.update_state(tf.reduce_max(norms))
+
+    def evaluate(self, critic, real, fake):
+        """The weighted penalty, evaluated now (no lazy skipping)."""
+        norms = self.gradient_norms(critic, self.penalty_points(real, fake))
+        self.record(norms)
+        return self.weight * self.penalty_from_norms(norms)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            weight=self.weight,
+            sampling=self.sampling,
+            noise_std=self.noise_std,
+            norm=self.norm,
+            interval=self.interval,
+        )
+        return config
