@@ -29,24 +29,43 @@ def optimizer_loss(optimizer, loss):
     return optimizer.scale_loss(scale_loss_for_replicas(loss))
 
 
-def critic_update(critic, optimizer, penalty, critic_loss_fn, real, fake, metrics):
-    """One optimizer step of the critic on a real and a fake batch.
+def critic_gradients(critic, optimizer, penalty, critic_loss_fn, real, fake, seed=None):
+    """Gradients of one critic step: the part that only reads the critic's weights.
 
-    Minimizes `critic_loss_fn(f(real), f(fake)) + penalty(critic, real, fake)`,
-    runs the penalty's post-update hook, and records the unscaled loss, the
-    penalty and the Wasserstein estimate `mean f(real) - mean f(fake)`.
+    Minimizes `critic_loss_fn(f(real), f(fake)) + penalty(critic, real, fake)`;
+    `seed` seeds the penalty's draws (default: the penalty's own counter).
+
+    Returns:
+        `(gradients, total_loss, penalty_value, wasserstein)` where
+        `wasserstein = mean f(real) - mean f(fake)`.
     """
     variables = critic.trainable_variables
     with tf.GradientTape() as tape:
         real_values = critic_values(critic, real)
         fake_values = critic_values(critic, fake)
         loss = critic_loss_fn(real_values, fake_values)
-        penalty_value = penalty(critic, real, fake) if penalty is not None else tf.constant(0.0)
+        penalty_value = penalty(critic, real, fake, seed=seed) if penalty is not None else tf.constant(0.0)
         total = loss + penalty_value
         scaled = optimizer_loss(optimizer, total)
-    optimizer.apply(tape.gradient(scaled, variables), variables)
+    wasserstein = tf.reduce_mean(real_values) - tf.reduce_mean(fake_values)
+    return tape.gradient(scaled, variables), total, penalty_value, wasserstein
+
+
+def critic_update(critic, optimizer, penalty, critic_loss_fn, real, fake, metrics, seed=None, gradients_fn=None):
+    """One optimizer step of the critic on a real and a fake batch.
+
+    Computes `critic_gradients` (or `gradients_fn`, an XLA-compiled version of
+    it, with the same arguments), applies them, runs the penalty's
+    post-update hook and records the unscaled loss, the penalty and the
+    Wasserstein estimate.
+    """
+    gradients_fn = gradients_fn or critic_gradients
+    gradients, total, penalty_value, wasserstein = gradients_fn(
+        critic, optimizer, penalty, critic_loss_fn, real, fake, seed
+    )
+    optimizer.apply(gradients, critic.trainable_variables)
     if penalty is not None:
         penalty.after_critic_update(critic)
     metrics.critic_loss.update_state(total)
     metrics.penalty.update_state(penalty_value)
-    metrics.wasserstein.update_state(tf.reduce_mean(real_values) - tf.reduce_mean(fake_values))
+    metrics.wasserstein.update_state(wasserstein)

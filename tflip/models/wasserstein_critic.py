@@ -5,12 +5,14 @@ import tensorflow as tf
 
 from tflip import penalties
 from tflip.losses.adversarial import wasserstein_critic_loss
-from tflip.models.critic_step import CriticMetrics, critic_update
+from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update
+from tflip.models.ordered_updates import OrderedUpdatesMixin
+from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class WassersteinCritic(keras.Model):
+class WassersteinCritic(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
     """Estimates the Wasserstein-1 distance between P and Q by training a critic.
 
     Maximizes `mean f(p) - mean f(q)` over a Lipschitz critic f (Kantorovich-
@@ -64,11 +66,9 @@ class WassersteinCritic(keras.Model):
             self.optimizer.build(self.critic.trainable_variables)
 
     def compile(self, optimizer="adam", **kwargs):
-        """Configures the optimizer (`run_eagerly`, `jit_compile`, `steps_per_execution` accepted)."""
-        unexpected = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution"}
-        if unexpected:
-            raise ValueError(f"Unexpected compile arguments {sorted(unexpected)}: the loss is fixed.")
-        kwargs.setdefault("jit_compile", False)
+        """Configures the optimizer (`run_eagerly`, `steps_per_execution` and
+        `jit_compile`, see `XlaGradientsMixin`, accepted)."""
+        kwargs = self.split_jit_compile(kwargs, "the loss is fixed")
         super().compile(optimizer=optimizer, **kwargs)
         if self.built:
             self.optimizer.build(self.critic.trainable_variables)
@@ -89,7 +89,10 @@ class WassersteinCritic(keras.Model):
 
     def train_step(self, data):
         p, q = self._pair(data)
-        critic_update(self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics)
+        critic_update(
+            self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics,
+            gradients_fn=self.maybe_xla(critic_gradients),
+        )
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):

@@ -5,9 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 from tflip import _validation, penalties
-from tflip._replica import StatelessRandom
+from tflip._replica import SeedCounter
 from tflip.losses.adversarial import get_gan_loss
-from tflip.models.critic_step import CriticMetrics, critic_update, optimizer_loss
+from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, optimizer_loss
+from tflip.models.ordered_updates import OrderedUpdatesMixin
+from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
 
 
@@ -22,7 +24,10 @@ def prepare_optimizer(optimizer, name):
     `compile()` only wraps `self.optimizer`, so models with their own
     optimizers wrap them here.
     """
-    optimizer = default_optimizer() if optimizer is None else keras.optimizers.get(optimizer)
+    try:
+        optimizer = default_optimizer() if optimizer is None else keras.optimizers.get(optimizer)
+    except ValueError as error:
+        raise ValueError(f"`{name}` must be a Keras optimizer or its name: {error}") from None
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise ValueError(f"`{name}` must be a Keras optimizer or its name, got {optimizer!r}.")
     if (
@@ -53,8 +58,18 @@ def critic_batches(real, n_critic):
     return [tf.gather(real, index[:, i]) for i in range(n_critic)]
 
 
+def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent):
+    """Gradients of one generator step and its unscaled loss (reads weights only)."""
+    variables = generator.trainable_variables
+    with tf.GradientTape() as tape:
+        fake_values = critic_values(critic, generator(latent, training=True))
+        loss = generator_loss_fn(fake_values)
+        scaled = optimizer_loss(optimizer, loss)
+    return tape.gradient(scaled, variables), loss
+
+
 @keras.saving.register_keras_serializable(package="tflip")
-class WGAN(keras.Model):
+class WGAN(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
     """A Wasserstein GAN trained with `fit`: `n_critic` critic steps per generator step.
 
     Each `train_step` receives one batch of real samples and splits it into
@@ -160,9 +175,9 @@ class WGAN(keras.Model):
             self.critic.build(input_shape)
         if self.penalty is not None and not self.penalty.built:
             self.penalty.build(input_shape)
-        self.random = StatelessRandom(self, self.seed, name="latent_counter")
+        self.random = SeedCounter(self, self.seed, name="step_counter")
         # Evaluation has its own counter so validation never shifts training draws.
-        self.eval_random = StatelessRandom(self, self.seed + 1, name="eval_latent_counter")
+        self.eval_random = SeedCounter(self, self.seed + 1, name="eval_step_counter")
         self.built = True
         self._build_optimizers()
 
@@ -174,15 +189,12 @@ class WGAN(keras.Model):
                 `Adam(1e-4, beta_1=0.5, beta_2=0.9)`.
             generator_optimizer: optimizer (or name) of the generator; same
                 default.
-            **kwargs: `run_eagerly`, `jit_compile`, `steps_per_execution` of
-                `keras.Model.compile` (`jit_compile` and
-                `steps_per_execution > 1` do not work under MirroredStrategy,
-                Keras issue 19246).
+            **kwargs: `run_eagerly`, `steps_per_execution` of
+                `keras.Model.compile` (`steps_per_execution > 1` does not work
+                under MirroredStrategy, Keras issue 19246), and `jit_compile`:
+                see `XlaGradientsMixin`.
         """
-        unexpected = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution"}
-        if unexpected:
-            raise ValueError(f"Unexpected compile arguments {sorted(unexpected)}: a WGAN has no Keras loss or metrics.")
-        kwargs.setdefault("jit_compile", False)
+        kwargs = self.split_jit_compile(kwargs, "a WGAN has no Keras loss or metrics")
         self.critic_optimizer = prepare_optimizer(critic_optimizer, "critic_optimizer")
         self.generator_optimizer = prepare_optimizer(generator_optimizer, "generator_optimizer")
         # `self.optimizer` is the critic's, for callbacks that read `model.optimizer`.
@@ -208,35 +220,37 @@ class WGAN(keras.Model):
             tracked += self.penalty.metrics
         return tracked
 
-    def sample_latent(self, batch_size, random=None):
-        """Standard normal latent vectors `(batch_size, latent_dim)` (per replica)."""
-        return (random or self.random).normal([batch_size, self.latent_dim])
+    def sample_latent(self, batch_size, random):
+        """Standard normal latent vectors `(batch_size, latent_dim)` (per replica)
+        from a `RandomStream`."""
+        return random.normal([batch_size, self.latent_dim])
 
     def train_step(self, data):
         real = unpack_real(data)
         if self.critic_optimizer is None:
             raise ValueError("Call `compile()` on the WGAN before `fit`.")
+        # One stream per step: every draw of the step derives from one counter value.
+        random = self.random.stream()
         batches = critic_batches(real, self.n_critic)
         for real_batch in batches:
-            fake = self.generator(self.sample_latent(tf.shape(real_batch)[0]), training=True)
+            fake = self.generator(self.sample_latent(tf.shape(real_batch)[0], random), training=True)
             critic_update(
                 self.critic, self.critic_optimizer, self.penalty, self.critic_loss_fn,
-                real_batch, fake, self.critic_metrics,
+                real_batch, fake, self.critic_metrics, seed=random.next_seed(),
+                gradients_fn=self.maybe_xla(critic_gradients),
             )
         generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
-        latent = self.sample_latent(generator_batch)
-        variables = self.generator.trainable_variables
-        with tf.GradientTape() as tape:
-            fake_values = critic_values(self.critic, self.generator(latent, training=True))
-            generator_loss = self.generator_loss_fn(fake_values)
-            scaled = optimizer_loss(self.generator_optimizer, generator_loss)
-        self.generator_optimizer.apply(tape.gradient(scaled, variables), variables)
+        latent = self.sample_latent(generator_batch, random)
+        gradients, generator_loss = self.maybe_xla(generator_gradients)(
+            self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent
+        )
+        self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
         self.generator_loss_tracker.update_state(generator_loss)
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):
         real = unpack_real(data)
-        fake = self.generator(self.sample_latent(tf.shape(real)[0], self.eval_random), training=False)
+        fake = self.generator(self.sample_latent(tf.shape(real)[0], self.eval_random.stream()), training=False)
         real_values = critic_values(self.critic, real, training=False)
         fake_values = critic_values(self.critic, fake, training=False)
         metrics = self.critic_metrics
@@ -288,7 +302,7 @@ class WGAN(keras.Model):
         return {
             "critic_optimizer": keras.saving.serialize_keras_object(self.critic_optimizer),
             "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "jit_compile": bool(self.jit_compile),
+            "jit_compile": self.xla_gradients,
             "run_eagerly": bool(self.run_eagerly),
             "steps_per_execution": self.steps_per_execution,
         }

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
+from tflip._replica import global_statistics
 from tflip.penalties.base import Penalty, critic_values, vector_norms
 
 _FORMS = ("one_sided", "two_sided", "absolute_and_square")
@@ -101,9 +102,16 @@ class AdversarialLipschitzPenalty(Penalty):
             moved = tf.clip_by_value(moved, *self.clip)
         return moved
 
-    def adversarial_direction(self, critic, x, values):
-        """Unit directions approximately maximizing the Lipschitz quotient (eq. 16)."""
-        direction = _unit_rows(self.random.normal(tf.shape(x)))
+    def adversarial_direction(self, critic, x, values, start):
+        """Unit directions approximately maximizing the Lipschitz quotient (eq. 16).
+
+        Args:
+            critic: the critic f.
+            x: the samples.
+            values: `f(x)` as a vector.
+            start: the random start directions.
+        """
+        direction = _unit_rows(start)
         for _ in range(self.power_iterations):
             probe = self.xi * direction
             with tf.GradientTape() as tape:
@@ -112,12 +120,14 @@ class AdversarialLipschitzPenalty(Penalty):
             direction = _unit_rows(tf.stop_gradient(tape.gradient(gap, probe)))
         return direction
 
-    def compute(self, critic, real, fake):
+    def compute(self, critic, real, fake, random):
         x = tf.concat([tf.cast(real, "float32"), tf.cast(fake, "float32")], axis=0)
         values = critic_values(critic, x)
-        direction = self.adversarial_direction(critic, x, values)
+        # Draws per batch (real, fake) so each replica's rows match the single-device rows.
+        start = tf.concat([random.normal(tf.shape(part)) for part in (real, fake)], 0)
+        direction = self.adversarial_direction(critic, x, values, start)
         count = tf.shape(x)[0]
-        epsilon = self.random.uniform([count], *self.epsilon)
+        epsilon = tf.concat([random.uniform(tf.shape(part)[:1], *self.epsilon) for part in (real, fake)], 0)
         shape = tf.concat([[count], tf.ones([x.shape.rank - 1], tf.int32)], 0)
         moved = tf.stop_gradient(self._perturb(x, tf.reshape(epsilon, shape) * direction))
         distance = tf.maximum(vector_norms(moved - x, 2.0), 1e-12)
@@ -131,9 +141,11 @@ class AdversarialLipschitzPenalty(Penalty):
             penalty = violation + tf.square(violation)
         violated = tf.cast(quotient > self.target, "float32")
         self.violation_rate.update_state(violated)
-        self.violations.update_state(tf.reduce_sum(violated))
+        # Counts and maxima over the global batch, as on a single device.
+        (count,), (largest,) = global_statistics(sums=[tf.reduce_sum(violated)], maxima=[quotient])
+        self.violations.update_state(count)
         self.quotient_mean.update_state(quotient)
-        self.quotient_max.update_state(tf.reduce_max(quotient))
+        self.quotient_max.update_state(largest)
         return self.weight * tf.reduce_mean(penalty)
 
     def get_config(self):

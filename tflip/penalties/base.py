@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
-from tflip._replica import StatelessRandom
+from tflip._replica import SeedCounter, global_statistics
 
 _SAMPLINGS = ("interpolates", "real_perturbation", "real_fake_perturbation")
 
@@ -63,16 +63,27 @@ class Penalty(keras.layers.Layer):
         self.seed = seed
 
     def build(self, input_shape):
-        self.random = StatelessRandom(self, self.seed, name="random_counter")
+        self.random = SeedCounter(self, self.seed, name="random_counter")
         self.built = True
 
-    def __call__(self, critic, real, fake):
-        """Returns the weighted penalty for one critic step (float32 scalar)."""
+    def __call__(self, critic, real, fake, seed=None):
+        """Returns the weighted penalty for one critic step (float32 scalar).
+
+        Args:
+            critic: the critic model.
+            real: a batch of real samples.
+            fake: a batch of generated samples.
+            seed: optional int64 seed tensor of shape (2,) for this call's
+                random draws (models pass one per critic step); by default the
+                penalty's own saved counter provides it.
+        """
         if not self.built:
             self.build(tuple(real.shape))
-        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake))
+        random = self.random.stream(seed)
+        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake), random)
 
-    def compute(self, critic, real, fake):
+    def compute(self, critic, real, fake, random):
+        """The penalty; `random` is the call's `RandomStream`."""
         raise NotImplementedError
 
     def after_critic_update(self, critic):
@@ -196,28 +207,29 @@ class GradientNormPenalty(Penalty):
                 name="calls", aggregation="only_first_replica",
             )
 
-    def penalty_points(self, real, fake):
+    def penalty_points(self, real, fake, random):
         """The points at which the gradient norm is penalized."""
         real = tf.cast(real, "float32")
         fake = tf.cast(fake, "float32")
         if self.sampling == "interpolates":
             rank = real.shape.rank
-            alpha = self.random.uniform(tf.concat([tf.shape(real)[:1], tf.ones([rank - 1], tf.int32)], 0))
+            alpha = random.uniform(tf.concat([tf.shape(real)[:1], tf.ones([rank - 1], tf.int32)], 0))
             return alpha * real + (1.0 - alpha) * fake
-        points = real if self.sampling == "real_perturbation" else tf.concat([real, fake], axis=0)
-        return points + self.random.normal(tf.shape(points), stddev=self.noise_std)
+        parts = [real] if self.sampling == "real_perturbation" else [real, fake]
+        # One draw per part, so each replica's rows match the single-device rows.
+        return tf.concat([part + random.normal(tf.shape(part), stddev=self.noise_std) for part in parts], 0)
 
     def penalty_from_norms(self, norms):
         """The unweighted penalty from the per-point gradient norms."""
         raise NotImplementedError
 
-    def compute(self, critic, real, fake):
+    def compute(self, critic, real, fake, random):
         if self.interval == 1:
-            return self.evaluate(critic, real, fake)
+            return self.evaluate(critic, real, fake, random)
         calls = self.calls.assign_add(1)
         return tf.cond(
             tf.equal(calls % self.interval, 1 % self.interval),
-            lambda: float(self.interval) * self.evaluate(critic, real, fake),
+            lambda: float(self.interval) * self.evaluate(critic, real, fake, random),
             lambda: tf.constant(0.0),
         )
 
@@ -226,13 +238,16 @@ class GradientNormPenalty(Penalty):
         return vector_norms(input_gradients(critic, points), dual_norm_exponent(self.norm))
 
     def record(self, norms):
-        """Updates the gradient-norm diagnostics with the norms at fresh points."""
-        self.gradient_norm_mean.update_state(norms)
-        self.gradient_norm_max.update_state(tf.reduce_max(norms))
+        """Updates the gradient-norm diagnostics with the norms at fresh points.
 
-    def evaluate(self, critic, real, fake):
+        The maximum is over the global batch (all replicas).
+        """
+        self.gradient_norm_mean.update_state(norms)
+        self.gradient_norm_max.update_state(global_statistics(maxima=[norms])[1][0])
+
+    def evaluate(self, critic, real, fake, random):
         """The weighted penalty, evaluated now (no lazy skipping)."""
-        norms = self.gradient_norms(critic, self.penalty_points(real, fake))
+        norms = self.gradient_norms(critic, self.penalty_points(real, fake, random))
         self.record(norms)
         return self.weight * self.penalty_from_norms(norms)
 

@@ -57,13 +57,13 @@ class MaxGradientPenalty(GradientNormPenalty):
                 name="buffer_valid", aggregation="only_first_replica",
             )
 
-    def batch_maximum(self, critic, real, fake):
+    def batch_maximum(self, critic, real, fake, random):
         """The differentiable maximum gradient norm over the penalty points (and buffer)."""
-        points = self.penalty_points(real, fake)
+        points = self.penalty_points(real, fake, random)
         if not self.buffer_size:
             norms = self.gradient_norms(critic, points)
             self.record(norms)
-            return cross_replica_max(tf.reduce_max(norms))
+            return cross_replica_max(norms)
         count = tf.shape(points)[0]
         candidates = tf.concat([points, tf.cast(self.buffer, points.dtype)], axis=0)
         norms = self.gradient_norms(critic, candidates)
@@ -73,10 +73,10 @@ class MaxGradientPenalty(GradientNormPenalty):
         keep = tf.math.top_k(tf.stop_gradient(masked), k=self.buffer_size).indices
         self.buffer.assign(tf.stop_gradient(tf.gather(candidates, keep)))
         self.buffer_valid.assign(tf.gather(valid, keep))
-        return cross_replica_max(tf.reduce_max(masked))
+        return cross_replica_max(masked)
 
-    def evaluate(self, critic, real, fake):
-        violation = self.batch_maximum(critic, real, fake) - 1.0
+    def evaluate(self, critic, real, fake, random):
+        violation = self.batch_maximum(critic, real, fake, random) - 1.0
         if self.one_sided:
             violation = tf.nn.relu(violation)
         return self.weight * tf.square(violation)
@@ -146,8 +146,8 @@ class MaxGradientAugmentedLagrangian(MaxGradientPenalty):
             aggregation="only_first_replica",
         )
 
-    def evaluate(self, critic, real, fake):
-        constraint = self.batch_maximum(critic, real, fake) - 1.0
+    def evaluate(self, critic, real, fake, random):
+        constraint = self.batch_maximum(critic, real, fake, random) - 1.0
         self.constraint.assign(tf.stop_gradient(constraint))
         self.constraint_metric.update_state(constraint)
         multiplier = tf.stop_gradient(tf.convert_to_tensor(self.multiplier))
