@@ -73,6 +73,21 @@ class WassersteinCritic(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
         if self.built:
             self.optimizer.build(self.critic.trainable_variables)
 
+    def get_compile_config(self):
+        if not self.compiled:
+            return None
+        return {
+            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
+            "jit_compile": self.xla_gradients,
+            "run_eagerly": bool(self.run_eagerly),
+            "steps_per_execution": self.steps_per_execution,
+        }
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        config["optimizer"] = keras.saving.deserialize_keras_object(config["optimizer"])
+        self.compile(**config)
+
     @property
     def metrics(self):
         tracked = self.critic_metrics.as_list()
