@@ -13,14 +13,16 @@ Run: python benchmarks/bench_activations.py [--quick] [--repeats N]
 
 import argparse
 import ctypes
-import statistics
+import os
 import sys
-import time
 
 import keras
 import tensorflow as tf
 
 from tflip.layers import FullSort, GroupSort, MaxMin
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import time_interleaved  # noqa: E402
 
 FULL_SHAPE = (64, 32, 32, 128)
 QUICK_SHAPE = (4, 8, 8, 16)
@@ -69,20 +71,6 @@ def keep_freed_memory_in_process():
     )
 
 
-def time_interleaved(steps, args, repeats):
-    """Median seconds per call of each step, cycling through all steps in every repetition."""
-    for step in steps.values():
-        step(*args)  # trace and compile
-    samples = {key: [] for key in steps}
-    for _ in range(repeats):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            _, gradient = step(*args)
-            gradient.numpy()  # wait for the result
-            samples[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def measure(shape, repeats):
     """Returns `{activation: {mode: median seconds}}`."""
     x = tf.random.normal(shape, seed=1)
@@ -93,7 +81,7 @@ def measure(shape, repeats):
         for name, layer in layers.items()
         for mode in MODES
     }
-    seconds = time_interleaved(steps, (x, upstream), repeats)
+    seconds = time_interleaved(steps, repeats, args=(x, upstream))
     return {name: {mode: seconds[name, mode] for mode in MODES} for name in layers}
 
 

@@ -16,9 +16,7 @@ Run: python benchmarks/bench_layers.py [--quick]
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -28,6 +26,9 @@ import tensorflow as tf  # noqa: E402
 
 from tflip.layers import BjorckDense, SpectralNormConv2D  # noqa: E402
 from tflip.ops.conv import ConvGeometry, conv_matrix  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import print_ratios, time_interleaved  # noqa: E402
 
 
 def train_step_fn(layer, x):
@@ -46,20 +47,6 @@ def train_step_fn(layer, x):
     return step
 
 
-def time_interleaved(steps, repeats, calls):
-    """Median seconds per call of each step, alternating between them to share the noise."""
-    for step in steps.values():
-        step()  # trace and warm up
-    samples = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                step()
-            samples[name].append((time.perf_counter() - start) / calls)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def conv_speed(quick):
     batch, size, channels = (8, 16, 16) if quick else (32, 32, 32)
     x = tf.random.normal((batch, size, size, channels))
@@ -70,14 +57,14 @@ def conv_speed(quick):
         ),
         "SpectralNormConv2D(toeplitz)": train_step_fn(SpectralNormConv2D(channels, 3), x),
     }
-    return time_interleaved(steps, 3 if quick else 7, 2 if quick else 5)
+    return time_interleaved(steps, 3 if quick else 7, calls=2 if quick else 5)
 
 
 def dense_speed(quick):
     batch, units = (64, 128) if quick else (256, 512)
     x = tf.random.normal((batch, units))
     steps = {"Dense": train_step_fn(keras.layers.Dense(units), x), "BjorckDense": train_step_fn(BjorckDense(units), x)}
-    return time_interleaved(steps, 3 if quick else 7, 2 if quick else 5)
+    return time_interleaved(steps, 3 if quick else 7, calls=2 if quick else 5)
 
 
 def norm_errors(warmup_steps=100):
@@ -106,12 +93,6 @@ def norm_errors(warmup_steps=100):
     return rows
 
 
-def print_ratios(title, times, reference):
-    print(f"\n{title}")
-    for name, seconds in times.items():
-        print(f"  {name:38s} {seconds * 1e3:9.2f} ms   {seconds / times[reference]:5.2f}x {reference}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="tflip layer benchmarks")
     parser.add_argument("--quick", action="store_true", help="small shapes, few repetitions (smoke run)")
@@ -134,7 +115,6 @@ def main(argv=None):
         print(f"  {label:14s} " + " ".join(f"{errors[n]:10.2e}" for n in ("keras SN", "reshape", "toeplitz")))
     print(f"  worst toeplitz error {worst:.1e} (target <= 1e-3): {'OK' if worst <= 1e-3 else 'MISSED'}")
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_activations
 
     bench_activations.main(["--quick"] if args.quick else [])

@@ -25,3 +25,14 @@ def test_benchmark_quick_mode_runs(capsys):
     bench_layers.main(["--quick"])
     out = capsys.readouterr().out
     assert "toeplitz / keras wrapper" in out and "MaxMin" in out
+
+
+def test_penalty_benchmark_quick_mode_runs(capsys):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_penalties
+
+    times, table = bench_penalties.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "MaxGP / GP" in out and "ALP (1 power iteration)" in out
+    assert set(times) == set(bench_penalties.PENALTIES)
+    assert all(w1 > 0 for w1, _ in table.values())

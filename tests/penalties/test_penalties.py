@@ -310,3 +310,14 @@ def test_critic_with_several_outputs_is_rejected(rng):
     real, fake = batches(rng)
     with pytest.raises(ValueError, match="one value per sample"):
         GradientPenalty()(critic, real, fake)
+
+
+def test_alp_reuses_precomputed_values(rng):
+    real, fake = batches(rng)
+    critic = linear_critic(W)
+    values = (tf.reshape(critic(real), [-1]), tf.reshape(critic(fake), [-1]))
+    seed = tf.constant([1, 2], tf.int64)
+    with_values = AdversarialLipschitzPenalty(weight=1.0, target=0.5)(critic, real, fake, seed=seed, values=values)
+    without = AdversarialLipschitzPenalty(weight=1.0, target=0.5)(critic, real, fake, seed=seed)
+    np.testing.assert_allclose(float(with_values), float(without), rtol=1e-6)
+    np.testing.assert_allclose(float(without), (np.linalg.norm(W) - 0.5) ** 2, rtol=1e-4)

@@ -44,7 +44,10 @@ def critic_gradients(critic, optimizer, penalty, critic_loss_fn, real, fake, see
         real_values = critic_values(critic, real)
         fake_values = critic_values(critic, fake)
         loss = critic_loss_fn(real_values, fake_values)
-        penalty_value = penalty(critic, real, fake, seed=seed) if penalty is not None else tf.constant(0.0)
+        penalty_value = (
+            tf.constant(0.0) if penalty is None
+            else penalty(critic, real, fake, seed=seed, values=(real_values, fake_values))
+        )
         total = loss + penalty_value
         scaled = optimizer_loss(optimizer, total)
     wasserstein = tf.reduce_mean(real_values) - tf.reduce_mean(fake_values)

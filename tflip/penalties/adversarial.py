@@ -120,9 +120,9 @@ class AdversarialLipschitzPenalty(Penalty):
             direction = _unit_rows(tf.stop_gradient(tape.gradient(gap, probe)))
         return direction
 
-    def compute(self, critic, real, fake, random):
+    def compute(self, critic, real, fake, random, values=None):
         x = tf.concat([tf.cast(real, "float32"), tf.cast(fake, "float32")], axis=0)
-        values = critic_values(critic, x)
+        values = critic_values(critic, x) if values is None else tf.concat(values, axis=0)
         # Draws per batch (real, fake) so each replica's rows match the single-device rows.
         start = tf.concat([random.normal(tf.shape(part)) for part in (real, fake)], 0)
         direction = self.adversarial_direction(critic, x, values, start)

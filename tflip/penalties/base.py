@@ -66,7 +66,7 @@ class Penalty(keras.layers.Layer):
         self.random = SeedCounter(self, self.seed, name="random_counter")
         self.built = True
 
-    def __call__(self, critic, real, fake, seed=None):
+    def __call__(self, critic, real, fake, seed=None, values=None):
         """Returns the weighted penalty for one critic step (float32 scalar).
 
         Args:
@@ -76,18 +76,22 @@ class Penalty(keras.layers.Layer):
             seed: optional int64 seed tensor of shape (2,) for this call's
                 random draws (models pass one per critic step); by default the
                 penalty's own saved counter provides it.
+            values: optional `(f(real), f(fake))`, the critic's values the
+                caller already computed inside the same tape; penalties that
+                need them (ALP) reuse them instead of a second forward pass.
         """
         if not self.built:
             self.build(tuple(real.shape))
         random = self.random.stream(seed)
-        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake), random)
+        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake), random, values)
 
-    def compute(self, critic, real, fake, random):
-        """The penalty; `random` is the call's `RandomStream`."""
+    def compute(self, critic, real, fake, random, values=None):
+        """The penalty; `random` is the call's `RandomStream`, `values` see `__call__`."""
         raise NotImplementedError
 
     def after_critic_update(self, critic):
         """Hook run after each critic optimizer step. Default: nothing."""
+        return None
 
     def get_config(self):
         config = super().get_config()
@@ -223,7 +227,7 @@ class GradientNormPenalty(Penalty):
         """The unweighted penalty from the per-point gradient norms."""
         raise NotImplementedError
 
-    def compute(self, critic, real, fake, random):
+    def compute(self, critic, real, fake, random, values=None):
         if self.interval == 1:
             return self.evaluate(critic, real, fake, random)
         calls = self.calls.assign_add(1)

@@ -1,0 +1,39 @@
+"""Side-by-side timing shared by the benchmark scripts."""
+
+import statistics
+import time
+
+import tensorflow as tf
+
+
+def _wait(result):
+    """Blocks until every tensor of a step's result is computed."""
+    for value in tf.nest.flatten(result):
+        if hasattr(value, "numpy"):
+            value.numpy()
+
+
+def time_interleaved(steps, repeats, calls=1, args=()):
+    """Median seconds per call of each step, cycling through all steps in every repetition.
+
+    Interleaving makes the steps share the machine's noise, so their ratios
+    are meaningful on a busy machine even when absolute times are not.
+    """
+    for step in steps.values():
+        _wait(step(*args))  # trace, compile and warm up
+    samples = {key: [] for key in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                result = step(*args)
+            _wait(result)
+            samples[key].append((time.perf_counter() - start) / calls)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def print_ratios(title, times, reference):
+    """Prints each time and its ratio to `times[reference]`."""
+    print(f"\n{title}")
+    for name, seconds in times.items():
+        print(f"  {name:38s} {seconds * 1e3:9.2f} ms   {seconds / times[reference]:5.2f}x {reference}")
