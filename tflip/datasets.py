@@ -20,25 +20,28 @@ def _rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def _mixture(n, seed, centres, std, scale):
+    """`n` samples of equal-weight Gaussians at `centres`, noise `std`, divided by `scale`."""
+    n = _validation.positive_int("n", n)
+    rng = _rng(seed)
+    centres = np.asarray(centres, dtype="float64")
+    points = centres[rng.integers(0, len(centres), n)] + std * rng.standard_normal((n, centres.shape[1]))
+    return (points / scale).astype("float32")
+
+
 def eight_gaussians(n, seed=None):
     """Eight Gaussians on a circle: centres 2*(+-1, 0), (0, +-1), (+-1/sqrt2, +-1/sqrt2),
     noise std 0.02, all divided by 1.414 (Gulrajani et al.'s toy code)."""
-    n = _validation.positive_int("n", n)
-    rng = _rng(seed)
     s = 1.0 / np.sqrt(2.0)
     centres = 2.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)])
-    points = centres[rng.integers(0, 8, n)] + 0.02 * rng.standard_normal((n, 2))
-    return (points / 1.414).astype("float32")
+    return _mixture(n, seed, centres, std=0.02, scale=1.414)
 
 
 def twenty_five_gaussians(n, seed=None):
     """25 Gaussians on the grid 2*{-2..2}^2, noise std 0.05, divided by 2.828
     (Gulrajani et al.'s toy code)."""
-    n = _validation.positive_int("n", n)
-    rng = _rng(seed)
-    grid = 2.0 * np.array([(x, y) for x in range(-2, 3) for y in range(-2, 3)], dtype="float64")
-    points = grid[rng.integers(0, 25, n)] + 0.05 * rng.standard_normal((n, 2))
-    return (points / 2.828).astype("float32")
+    grid = 2.0 * np.array([(x, y) for x in range(-2, 3) for y in range(-2, 3)])
+    return _mixture(n, seed, grid, std=0.05, scale=2.828)
 
 
 def swiss_roll(n, seed=None):

@@ -83,3 +83,21 @@ def test_save_load_and_errors(tmp_path):
     with pytest.raises(ValueError, match="compile arguments"):
         estimator.compile("adam", loss="mse")
     assert isinstance(tflip.models.WassersteinCritic.from_config(estimator.get_config()), WassersteinCritic)
+
+
+def test_augmented_lagrangian_multiplier_converges_to_w1():
+    # Zhou et al. figure 4b: with the Wasserstein loss the MaxAL multiplier
+    # converges to W1 (here the shift length 2) while the max gradient norm -> 1.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(256 * 100, 2)).astype("float32")
+    critic = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"), keras.layers.Dense(64, "relu"),
+                               keras.layers.Dense(1)])
+    penalty = tflip.penalties.MaxGradientAugmentedLagrangian(rho=10.0, multiplier_lr=0.3)
+    estimator = WassersteinCritic(critic, penalty=penalty)
+    estimator.compile(keras.optimizers.Adam(1e-3, 0.5, 0.9))
+    history = estimator.fit(p, p + np.array([2.0, 0.0], "float32"), batch_size=256, epochs=6, verbose=0).history
+    assert float(penalty.multiplier) == pytest.approx(2.0, abs=0.05)
+    assert history["multiplier"][-1] == pytest.approx(float(penalty.multiplier))
+    assert history["gradient_norm_max"][-1] == pytest.approx(1.0, abs=0.01)
+    assert history["wasserstein"][-1] == pytest.approx(2.0, abs=0.05)

@@ -19,6 +19,20 @@ class CriticMetrics:
         return [self.critic_loss, self.wasserstein, self.penalty]
 
 
+def step_logs(metrics, strategy):
+    """The results of `metrics` as a `train_step` / `test_step` return value.
+
+    Under MultiWorkerMirroredStrategy Keras reduces step outputs with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars: the
+    values are returned with shape (1,) there (and reduced back to scalars).
+    """
+    in_multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    logs = {metric.name: metric.result() for metric in metrics}
+    if in_multi_worker:
+        logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
 def optimizer_loss(optimizer, loss):
     """The loss to differentiate for one replica: mean loss / replicas, loss-scaled.
 

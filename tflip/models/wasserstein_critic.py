@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tflip import penalties
 from tflip.losses.adversarial import wasserstein_critic_loss
-from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update
+from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, step_logs
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
@@ -108,14 +108,14 @@ class WassersteinCritic(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
             self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics,
             gradients_fn=self.maybe_xla(critic_gradients),
         )
-        return {metric.name: metric.result() for metric in self.metrics}
+        return step_logs(self.metrics, self.distribute_strategy)
 
     def test_step(self, data):
         p, q = self._pair(data)
         values = [critic_values(self.critic, samples, training=False) for samples in (p, q)]
         estimate = tf.reduce_mean(values[0]) - tf.reduce_mean(values[1])
         self.critic_metrics.wasserstein.update_state(estimate)
-        return {"wasserstein": self.critic_metrics.wasserstein.result()}
+        return step_logs([self.critic_metrics.wasserstein], self.distribute_strategy)
 
     def call(self, x, training=False):
         """The critic's values."""

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tflip import _validation, penalties
 from tflip._replica import SeedCounter
 from tflip.losses.adversarial import get_gan_loss
-from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, optimizer_loss
+from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, optimizer_loss, step_logs
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
@@ -246,7 +246,7 @@ class WGAN(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
         )
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
         self.generator_loss_tracker.update_state(generator_loss)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return step_logs(self.metrics, self.distribute_strategy)
 
     def test_step(self, data):
         real = unpack_real(data)
@@ -256,7 +256,7 @@ class WGAN(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
         metrics = self.critic_metrics
         metrics.critic_loss.update_state(self.critic_loss_fn(real_values, fake_values))
         metrics.wasserstein.update_state(tf.reduce_mean(real_values) - tf.reduce_mean(fake_values))
-        return {m.name: m.result() for m in (metrics.critic_loss, metrics.wasserstein)}
+        return step_logs([metrics.critic_loss, metrics.wasserstein], self.distribute_strategy)
 
     def call(self, latent, training=False):
         """Generates samples from latent vectors."""
