@@ -1,5 +1,6 @@
 """Side-by-side timing shared by the benchmark scripts."""
 
+import random
 import statistics
 import time
 
@@ -17,13 +18,19 @@ def time_interleaved(steps, repeats, calls=1, args=()):
     """Median seconds per call of each step, cycling through all steps in every repetition.
 
     Interleaving makes the steps share the machine's noise, so their ratios
-    are meaningful on a busy machine even when absolute times are not.
+    are meaningful on a busy machine even when absolute times are not; the
+    order is shuffled in every repetition so no step always runs after the
+    same neighbour.
     """
     for step in steps.values():
         _wait(step(*args))  # trace, compile and warm up
     samples = {key: [] for key in steps}
+    order = list(steps)
+    shuffle = random.Random(0).shuffle
     for _ in range(repeats):
-        for key, step in steps.items():
+        shuffle(order)
+        for key in order:
+            step = steps[key]
             start = time.perf_counter()
             for _ in range(calls):
                 result = step(*args)

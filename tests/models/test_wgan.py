@@ -315,3 +315,19 @@ def test_graph_step_applies_critic_updates_in_order(tmp_path):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert float(result.stdout.decode().split()[-1]) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dataset"])
+def test_models_without_input_layers_are_built_by_fit(kind, tmp_path):
+    generator = keras.Sequential([keras.layers.Dense(16, "relu"), keras.layers.Dense(2)])
+    critic = keras.Sequential([keras.layers.Dense(16, "relu"), keras.layers.Dense(1)])
+    gan = WGAN(generator, critic, latent_dim=2, penalty="maxal", n_critic=2)
+    assert not gan.built
+    gan.compile(adam(), adam())
+    x = DATA if kind == "numpy" else tf.data.Dataset.from_tensor_slices(DATA).batch(64)
+    gan.fit(x, batch_size=64 if kind == "numpy" else None, epochs=1, verbose=0)
+    assert gan.built and gan.critic_optimizer.built and gan.penalty.built
+    path = str(tmp_path / "gan.keras")
+    gan.save(path)
+    restored = keras.models.load_model(path)
+    assert max_difference(weights(gan), weights(restored)) == 0.0

@@ -19,6 +19,32 @@ class CriticMetrics:
         return [self.critic_loss, self.wasserstein, self.penalty]
 
 
+def batch_shape_of(x):
+    """The batch shape `(None, ...)` of `fit`'s `x`: an array, a tensor or a dataset."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        return (None,) + tuple(spec.shape[1:])
+    if hasattr(x, "shape"):
+        return (None,) + tuple(x.shape[1:])
+    raise ValueError(
+        f"Cannot infer the sample shape from `x` of type {type(x).__name__}: give the critic an "
+        "`keras.Input` or call `model.build((None,) + sample_shape)` before `fit`."
+    )
+
+
+class BuildOnFitMixin:
+    """Builds a model whose sub-models have no `keras.Input` from `fit`'s data."""
+
+    def fit(self, x=None, *args, **kwargs):
+        if not self.built and x is not None:
+            # Inside the strategy scope the model was created in, so that the
+            # state variables are distributed like the model's.
+            with self.distribute_strategy.scope():
+                self.build(batch_shape_of(x))
+        return super().fit(x, *args, **kwargs)
+
+
 def step_logs(metrics, strategy):
     """The results of `metrics` as a `train_step` / `test_step` return value.
 

@@ -5,14 +5,14 @@ import tensorflow as tf
 
 from tflip import penalties
 from tflip.losses.adversarial import wasserstein_critic_loss
-from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, step_logs
+from tflip.models.critic_step import BuildOnFitMixin, CriticMetrics, critic_gradients, critic_update, step_logs
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class WassersteinCritic(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
+class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
     """Estimates the Wasserstein-1 distance between P and Q by training a critic.
 
     Maximizes `mean f(p) - mean f(q)` over a Lipschitz critic f (Kantorovich-

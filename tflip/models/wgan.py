@@ -7,7 +7,14 @@ import tensorflow as tf
 from tflip import _validation, penalties
 from tflip._replica import SeedCounter
 from tflip.losses.adversarial import get_gan_loss
-from tflip.models.critic_step import CriticMetrics, critic_gradients, critic_update, optimizer_loss, step_logs
+from tflip.models.critic_step import (
+    BuildOnFitMixin,
+    CriticMetrics,
+    critic_gradients,
+    critic_update,
+    optimizer_loss,
+    step_logs,
+)
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
@@ -69,7 +76,7 @@ def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent)
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class WGAN(OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
+class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
     """A Wasserstein GAN trained with `fit`: `n_critic` critic steps per generator step.
 
     Each `train_step` receives one batch of real samples and splits it into
