@@ -36,3 +36,21 @@ def test_penalty_benchmark_quick_mode_runs(capsys):
     assert "MaxGP / GP" in out and "ALP (1 power iteration)" in out
     assert set(times) == set(bench_penalties.PENALTIES)
     assert all(w1 > 0 for w1, _ in table.values())
+
+
+@pytest.mark.parametrize("penalty", ["gp", "lp", "alp", "maxgp", "maxal", "clip"])
+def test_wgan_toy_example_smoke(penalty, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import wgan_toy
+
+    values = wgan_toy.main(["--smoke", "--penalty", penalty])
+    assert len(values) == 2 and all(w1 > 0 for _, w1 in values)
+    assert "exact W1 to data" in capsys.readouterr().out
+
+
+def test_wgan_toy_example_rejects_unknown_penalty():
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import wgan_toy
+
+    with pytest.raises(ValueError, match="`penalty`"):
+        wgan_toy.main(["--smoke", "--penalty", "wgan-gp"])

@@ -11,7 +11,10 @@ import sys
 index, port0, port1, output = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 if index >= 0:
     os.environ["TF_CONFIG"] = json.dumps(
-        {"cluster": {"worker": [f"127.0.0.1:{port0}", f"127.0.0.1:{port1}"]}, "task": {"type": "worker", "index": index}}
+        {
+            "cluster": {"worker": [f"127.0.0.1:{port0}", f"127.0.0.1:{port1}"]},
+            "task": {"type": "worker", "index": index},
+        }
     )
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
