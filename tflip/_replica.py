@@ -30,6 +30,23 @@ def scale_loss_for_replicas(loss):
     return loss / num_replicas if num_replicas > 1 else loss
 
 
+def safe_mean(values):
+    """Mean over a replica's share of a batch; 0 (not NaN) for an empty share.
+
+    A distributed final batch smaller than the number of replicas leaves some
+    replicas with no rows: their losses must contribute nothing, not NaN.
+    """
+    values = tf.reshape(values, [-1])
+    count = tf.cast(tf.size(values), values.dtype)
+    return tf.reduce_sum(values) / tf.maximum(count, 1.0)
+
+
+def finite_max(values):
+    """`reduce_max` whose value for an empty tensor is the dtype's lowest finite number (not -inf)."""
+    values = tf.reshape(values, [-1])
+    return tf.reduce_max(tf.concat([values, tf.constant([values.dtype.min], values.dtype)], axis=0))
+
+
 def global_statistics(sums=(), maxima=()):
     """Sums and maxima of per-replica values over all replicas, by one all-reduce.
 
@@ -47,7 +64,7 @@ def global_statistics(sums=(), maxima=()):
     2.21, CPU), while one per call, or a data-dependent chain, stays exact.
     """
     sums = [tf.cast(tf.stop_gradient(v), "float32") for v in sums]
-    maxima = [tf.cast(tf.stop_gradient(tf.reduce_max(v)), "float32") for v in maxima]
+    maxima = [tf.cast(tf.stop_gradient(finite_max(v)), "float32") for v in maxima]
     replica_id, num_replicas = replica_info()
     if num_replicas == 1:
         return sums, maxima
@@ -72,7 +89,7 @@ def cross_replica_max(values):
     ties it holds, multiplied by the number of replicas to undo
     `scale_loss_for_replicas` before Keras sums the gradients over replicas.
     """
-    local_max = tf.reduce_max(values)
+    local_max = finite_max(values)
     _, num_replicas = replica_info()
     if num_replicas == 1:
         return local_max

@@ -88,16 +88,28 @@ def test_mirrored_training_equals_single_device(penalty, optimizer):
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.parametrize("penalty", ["maxgp", "alp"])
+def test_mirrored_final_batch_smaller_than_replicas_stays_finite(penalty):
+    # 64 * 3 + 1 samples: the last global batch has one row, so one replica gets none.
+    with mirrored_strategy().scope():
+        gan = toy_gan(penalty)
+        gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
+    logs = gan.fit(DATA[: 64 * 3 + 1], batch_size=64, epochs=1, verbose=0, shuffle=False).history
+    assert all(np.isfinite(w).all() for w in weights(gan))
+    assert all(np.isfinite(v[-1]) for v in logs.values())
+
+
 def test_logs_include_penalty_diagnostics():
     gan = toy_gan(tflip.penalties.AdversarialLipschitzPenalty(weight=10.0, epsilon=(0.01, 0.1)))
     gan.compile(adam(), adam())
     logs = gan.fit(DATA, batch_size=64, epochs=1, verbose=0).history
     assert {"violation_rate", "violations", "lipschitz_quotient_mean", "lipschitz_quotient_max"} <= logs.keys()
-    gan = toy_gan("maxal")
+    gan = toy_gan(tflip.penalties.MaxGradientAugmentedLagrangian(multiplier_lr=0.1))
     gan.compile(adam(), adam())
     logs = gan.fit(DATA, batch_size=64, epochs=1, verbose=0).history
-    # After 6 steps x 2 critic updates from lambda = 0: lambda = lr * sum of the constraints.
+    # After 6 steps x 2 critic updates from lambda = 0: lambda = lr * sum of the 12 constraints.
     assert logs["multiplier"][-1] == pytest.approx(float(gan.penalty.multiplier))
+    assert float(gan.penalty.multiplier) == pytest.approx(0.1 * 12 * logs["constraint"][-1], rel=1e-4)
     assert float(gan.penalty.multiplier) != 0.0
 
 
@@ -133,6 +145,7 @@ def test_hinge_and_nonsaturating_losses_closed_form():
         lambda: tflip.penalties.MaxGradientAugmentedLagrangian(
             multiplier_lr=0.1, sampling="real_perturbation", noise_std=0.0),
         lambda: tflip.penalties.LipschitzPenalty(10.0, sampling="real_perturbation", noise_std=0.0, interval=2),
+        lambda: tflip.penalties.MaxGradientPenalty(10.0, sampling="real_perturbation", noise_std=0.0, buffer_size=8),
     ],
 )
 def test_jit_compile_matches_eager(penalty):

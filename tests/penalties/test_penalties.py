@@ -5,6 +5,8 @@ penalty has a closed form, and ALP's power iteration finds the direction
 w/||w|| in one step with Lipschitz quotient ||w||.
 """
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -76,7 +78,7 @@ def test_lipschitz_penalty_is_zero_below_one_and_gradient_penalty_is_not(rng):
     assert float(GradientPenalty(10.0)(critic, real, fake)) > 1.0
 
 
-@pytest.mark.parametrize("norm, dual", [(1, np.inf), ("inf", 1), (4, 4 / 3)])
+@pytest.mark.parametrize("norm, dual", [(1, np.inf), ("inf", 1), (float("inf"), 1), (4, 4 / 3)])
 def test_input_metric_uses_the_dual_norm_of_the_gradient(rng, norm, dual):
     real, fake = batches(rng)
     penalty = GradientPenalty(1.0, norm=norm)
@@ -227,15 +229,29 @@ def test_alp_forms_and_gradients(rng):
     np.testing.assert_allclose(tape.gradient(value, kernel).numpy()[:, 0], 2 * (norm - 1) * W / norm, rtol=1e-3)
 
 
-def test_alp_perturbation_lengths_and_clipping(rng):
-    real, fake = batches(rng)
-    # Points at the clip boundary moved outward are clipped back: the pair is
-    # shorter than epsilon but the quotient of a linear critic is unchanged
-    # in the directions that remain.
-    penalty = AdversarialLipschitzPenalty(weight=1.0, epsilon=(0.5, 0.6), clip=(-1.0, 1.0), form="two_sided")
-    value = float(penalty(linear_critic(W), np.clip(real, -1, 1), np.clip(fake, -1, 1)))
-    assert np.isfinite(value)
-    assert float(penalty.quotient_max.result()) <= np.linalg.norm(W) * (1 + 1e-4)
+def squared_critic(dimension=1):
+    """f(x) = ||x||^2: at x = 0 the Lipschitz quotient of a perturbation r is ||r||."""
+    inputs = keras.Input((dimension,))
+    return keras.Model(inputs, keras.layers.Lambda(lambda x: tf.reduce_sum(x * x, 1, keepdims=True))(inputs))
+
+
+def test_alp_perturbation_lengths_are_uniform_in_epsilon():
+    zeros = np.zeros((2000, 1), "float32")
+    penalty = AdversarialLipschitzPenalty(weight=1.0, epsilon=(0.5, 2.0), target=100.0)
+    penalty(squared_critic(), zeros, zeros)
+    # quotient = |0 - eps^2| / eps = eps ~ U[0.5, 2.0] per sample (real and fake).
+    assert float(penalty.quotient_mean.result()) == pytest.approx(1.25, abs=0.03)
+    assert 1.95 < float(penalty.quotient_max.result()) <= 2.0
+
+
+def test_alp_clipping_shortens_the_perturbation():
+    zeros = np.zeros((2000, 1), "float32")
+    penalty = AdversarialLipschitzPenalty(weight=1.0, epsilon=(0.5, 2.0), target=100.0, clip=(-1.0, 1.0))
+    penalty(squared_critic(), zeros, zeros)
+    # x + r clipped to [-1, 1]: the pair distance is min(eps, 1), and so is the quotient.
+    expected_mean = (0.5 * 0.75 + 1.0 * 1.0) / 1.5  # E[min(eps, 1)] for eps ~ U[0.5, 2]
+    assert float(penalty.quotient_mean.result()) == pytest.approx(expected_mean, abs=0.02)
+    assert float(penalty.quotient_max.result()) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_weight_clipping_clips_after_update():
@@ -264,6 +280,16 @@ def test_config_roundtrip(penalty):
     restored = keras.saving.deserialize_keras_object(config)
     assert type(restored) is type(penalty)
     assert restored.get_config() == penalty.get_config()
+    # Every constructor argument (of the class and its bases) is in the config
+    # and restored as an attribute with the non-default value given above.
+    arguments = set()
+    for cls in type(penalty).__mro__:
+        if cls.__module__.startswith("tflip"):
+            arguments |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    arguments -= {"weight", "one_sided"} if isinstance(penalty, MaxGradientAugmentedLagrangian) else set()
+    assert arguments <= set(penalty.get_config())
+    for name in arguments:
+        assert getattr(restored, name) == getattr(penalty, name), name
 
 
 def test_get_by_name():
@@ -288,6 +314,8 @@ def test_get_by_name():
         (lambda: MaxGradientAugmentedLagrangian(rho=-1.0), "rho"),
         (lambda: MaxGradientAugmentedLagrangian(multiplier_lr=0.0), "multiplier_lr"),
         (lambda: MaxGradientAugmentedLagrangian(interval=2), "interval"),
+        (lambda: MaxGradientAugmentedLagrangian(weight=2.0), "weight"),
+        (lambda: MaxGradientAugmentedLagrangian(one_sided=True), "one_sided"),
         (lambda: AdversarialLipschitzPenalty(weight=-2.0), "weight"),
         (lambda: AdversarialLipschitzPenalty(xi=0.0), "xi"),
         (lambda: AdversarialLipschitzPenalty(epsilon=(1.0, 0.5)), "epsilon"),

@@ -17,26 +17,27 @@ on fake samples.
 import tensorflow as tf
 
 from tflip import _validation
+from tflip._replica import safe_mean
 
 
 def wasserstein_critic_loss(real_values, fake_values):
-    return tf.reduce_mean(fake_values) - tf.reduce_mean(real_values)
+    return safe_mean(fake_values) - safe_mean(real_values)
 
 
 def wasserstein_generator_loss(fake_values):
-    return -tf.reduce_mean(fake_values)
+    return -safe_mean(fake_values)
 
 
 def hinge_critic_loss(real_values, fake_values):
-    return tf.reduce_mean(tf.nn.relu(1.0 - real_values)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_values))
+    return safe_mean(tf.nn.relu(1.0 - real_values)) + safe_mean(tf.nn.relu(1.0 + fake_values))
 
 
 def nonsaturating_critic_loss(real_values, fake_values):
-    return tf.reduce_mean(tf.nn.softplus(-real_values)) + tf.reduce_mean(tf.nn.softplus(fake_values))
+    return safe_mean(tf.nn.softplus(-real_values)) + safe_mean(tf.nn.softplus(fake_values))
 
 
 def nonsaturating_generator_loss(fake_values):
-    return tf.reduce_mean(tf.nn.softplus(-fake_values))
+    return safe_mean(tf.nn.softplus(-fake_values))
 
 
 GAN_LOSSES = {

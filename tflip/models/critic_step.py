@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tflip._replica import scale_loss_for_replicas
+from tflip._replica import safe_mean, scale_loss_for_replicas
 from tflip.penalties.base import critic_values
 
 
@@ -90,7 +90,7 @@ def critic_gradients(critic, optimizer, penalty, critic_loss_fn, real, fake, see
         )
         total = loss + penalty_value
         scaled = optimizer_loss(optimizer, total)
-    wasserstein = tf.reduce_mean(real_values) - tf.reduce_mean(fake_values)
+    wasserstein = safe_mean(real_values) - safe_mean(fake_values)
     return tape.gradient(scaled, variables), total, penalty_value, wasserstein
 
 

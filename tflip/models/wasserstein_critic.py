@@ -1,9 +1,9 @@
 """`WassersteinCritic`: critic-only training that estimates W1 between two sample sources."""
 
 import keras
-import tensorflow as tf
 
 from tflip import penalties
+from tflip._replica import safe_mean
 from tflip.losses.adversarial import wasserstein_critic_loss
 from tflip.models.critic_step import BuildOnFitMixin, CriticMetrics, critic_gradients, critic_update, step_logs
 from tflip.models.ordered_updates import OrderedUpdatesMixin
@@ -113,7 +113,7 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
     def test_step(self, data):
         p, q = self._pair(data)
         values = [critic_values(self.critic, samples, training=False) for samples in (p, q)]
-        estimate = tf.reduce_mean(values[0]) - tf.reduce_mean(values[1])
+        estimate = safe_mean(values[0]) - safe_mean(values[1])
         self.critic_metrics.wasserstein.update_state(estimate)
         return step_logs([self.critic_metrics.wasserstein], self.distribute_strategy)
 

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflip import _validation, penalties
-from tflip._replica import SeedCounter
+from tflip._replica import SeedCounter, safe_mean
 from tflip.losses.adversarial import get_gan_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
@@ -60,8 +60,9 @@ def critic_batches(real, n_critic):
     than `n_critic` is reused cyclically; leftover rows are dropped.
     """
     size = tf.shape(real)[0]
-    rows = tf.maximum(size // n_critic, 1)
-    index = (tf.range(rows)[:, None] * n_critic + tf.range(n_critic)[None, :]) % size
+    # An empty share (a replica's part of a tiny final batch) stays empty.
+    rows = tf.where(size > 0, tf.maximum(size // n_critic, 1), 0)
+    index = (tf.range(rows)[:, None] * n_critic + tf.range(n_critic)[None, :]) % tf.maximum(size, 1)
     return [tf.gather(real, index[:, i]) for i in range(n_critic)]
 
 
@@ -92,8 +93,15 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
     `wasserstein` (`mean f(real) - mean f(fake)` on the critic batches; the
     negative Wasserstein critic loss), `penalty`, and the penalty's
     diagnostics (gradient-norm mean and max on the penalty points, ALP's
-    violation rate, MaxAL's multiplier, ...). `evaluate` / validation data log
-    `wasserstein` and `critic_loss` on held-out real samples.
+    violation rate, MaxAL's multiplier, ...; "max" diagnostics are epoch
+    means of per-step maxima). `evaluate` / validation data log `wasserstein`
+    and `critic_loss` on held-out real samples; the evaluation `critic_loss`
+    is the loss alone (no penalty, which needs gradients).
+
+    Under a distribution strategy, use global batches divisible by the number
+    of replicas (and per-replica batches divisible by `n_critic`) for the
+    single-device equivalence; a smaller final batch trains without NaN (an
+    empty replica share contributes nothing) but is weighted approximately.
 
     Distribution: under `MirroredStrategy`, `MultiWorkerMirroredStrategy` or
     TPU strategies, create and compile the model inside `strategy.scope()`.
@@ -262,7 +270,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         fake_values = critic_values(self.critic, fake, training=False)
         metrics = self.critic_metrics
         metrics.critic_loss.update_state(self.critic_loss_fn(real_values, fake_values))
-        metrics.wasserstein.update_state(tf.reduce_mean(real_values) - tf.reduce_mean(fake_values))
+        metrics.wasserstein.update_state(safe_mean(real_values) - safe_mean(fake_values))
         return step_logs([metrics.critic_loss, metrics.wasserstein], self.distribute_strategy)
 
     def call(self, latent, training=False):

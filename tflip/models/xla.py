@@ -15,8 +15,10 @@ class XlaGradientsMixin:
     after the in-step update (the first step's logged Wasserstein estimate
     and weights differed from eager execution, with or without Grappler).
     tflip therefore compiles only the loss-and-gradient computations, which
-    read the weights but never write them, and applies the updates outside
-    XLA. The expensive part (forward, penalty, double backward) is compiled;
+    read the weights being trained but never write them (they write only
+    the penalty's own state: metrics, MaxAL's constraint, MaxGP's buffer,
+    counters, each read before it is written), and applies the updates and
+    post-update hooks outside XLA. The expensive part (forward, penalty, double backward) is compiled;
     the results match the uncompiled step.
 
     Random numbers drawn inside the compiled part (a penalty's interpolation

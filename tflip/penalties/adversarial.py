@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
-from tflip._replica import global_statistics
+from tflip._replica import global_statistics, safe_mean
 from tflip.penalties.base import Penalty, critic_values, vector_norms
 
 _FORMS = ("one_sided", "two_sided", "absolute_and_square")
@@ -45,10 +45,12 @@ class AdversarialLipschitzPenalty(Penalty):
     `r_adv` held constant (the paper: "minimize (15) without keeping f(x)
     fixed").
 
-    Tune it by the violation rate (Terjek section 3.2, logged as
-    `violation_rate`): keep it between 0 and 1. Too high: increase `weight` or
-    `target`; too low: decrease `weight`, decrease `target`, adjust `epsilon`
-    or add power iterations.
+    Tune it by the number of pairs that violate the constraint (Terjek
+    section 3.2; logged as `violations` per critic batch and
+    `violation_rate`): keep it well away from both 0 and the batch size. Too
+    many: increase `weight` or `target`; too few: decrease `weight`, decrease
+    `target`, adjust `epsilon` or add power iterations.
+    `lipschitz_quotient_max` logs the epoch mean of the per-step maximum.
 
     Args:
         weight: lambda (the paper uses 100 for the CIFAR-10 WGAN with the
@@ -62,8 +64,9 @@ class AdversarialLipschitzPenalty(Penalty):
         form: `"one_sided"` (eq. 17, default), `"two_sided"`
             (`(quotient - K)^2`, eq. 19) or `"absolute_and_square"` (`v + v^2`
             with `v = max(0, quotient - K)`, eq. 20).
-        clip: optional `(low, high)` data range: perturbed samples are
-            clipped to it (and `r_adv` shortened accordingly).
+        clip: optional `(low, high)` data range: the perturbed samples
+            `x + r_adv` are clipped to it (and the pair distance is measured
+            after clipping); the power iteration's probes are not clipped.
         seed: seed of the random directions and lengths.
 
     Example:
@@ -116,8 +119,13 @@ class AdversarialLipschitzPenalty(Penalty):
             probe = self.xi * direction
             with tf.GradientTape() as tape:
                 tape.watch(probe)
-                gap = tf.reduce_sum(tf.abs(tf.stop_gradient(values) - critic_values(critic, self._perturb(x, probe))))
-            direction = _unit_rows(tf.stop_gradient(tape.gradient(gap, probe)))
+                # Not clipped: the probe only estimates a direction, and clipping
+                # would zero its gradient wherever x + xi d leaves the data range.
+                gap = tf.reduce_sum(tf.abs(tf.stop_gradient(values) - critic_values(critic, x + probe)))
+            gradient = tf.stop_gradient(tape.gradient(gap, probe))
+            # Keep the previous direction where the critic is flat (zero gradient).
+            flat = tf.reshape(vector_norms(gradient, 2.0) == 0.0, [-1] + [1] * (x.shape.rank - 1))
+            direction = tf.where(flat, direction, _unit_rows(gradient))
         return direction
 
     def compute(self, critic, real, fake, random, values=None):
@@ -146,7 +154,7 @@ class AdversarialLipschitzPenalty(Penalty):
         self.violations.update_state(count)
         self.quotient_mean.update_state(quotient)
         self.quotient_max.update_state(largest)
-        return self.weight * tf.reduce_mean(penalty)
+        return self.weight * safe_mean(penalty)
 
     def get_config(self):
         config = super().get_config()

@@ -52,8 +52,10 @@ class Penalty(keras.layers.Layer):
 
     Args:
         seed: seed of the penalty's random draws (interpolation coefficients,
-            perturbations). Draws are a function of this seed and a saved
-            counter, so resumed training reproduces an uninterrupted run.
+            perturbations) when it is called without a `seed` (standalone
+            use). Draws are a function of this seed and a saved counter, so
+            resumed training reproduces an uninterrupted run. Inside `WGAN`
+            the model passes a per-step seed derived from its own `seed`.
     """
 
     def __init__(self, seed=0, **kwargs):
@@ -122,10 +124,12 @@ def check_input_norm(norm):
     """Validates the input metric: a number p >= 1 or "inf"."""
     if isinstance(norm, str):
         return _validation.one_of("norm", norm, ("inf",))
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm == float("inf"):
+        return "inf"
     norm = _validation.positive_number("norm", norm)
     if norm < 1:
         raise ValueError(f"`norm` must be >= 1 (an Lp metric) or 'inf', got {norm!r}.")
-    return "inf" if norm == float("inf") else norm
+    return norm
 
 
 def vector_norms(vectors, exponent):
@@ -241,13 +245,17 @@ class GradientNormPenalty(Penalty):
         """Dual norms of the critic's input gradients at `points`."""
         return vector_norms(input_gradients(critic, points), dual_norm_exponent(self.norm))
 
-    def record(self, norms):
+    def record(self, norms, maximum=None):
         """Updates the gradient-norm diagnostics with the norms at fresh points.
 
-        The maximum is over the global batch (all replicas).
+        `gradient_norm_max` logs the epoch mean of the per-step maximum over
+        the global batch (all replicas); pass `maximum` when it is already
+        known, to save a cross-replica reduction.
         """
         self.gradient_norm_mean.update_state(norms)
-        self.gradient_norm_max.update_state(global_statistics(maxima=[norms])[1][0])
+        if maximum is None:
+            maximum = global_statistics(maxima=[norms])[1][0]
+        self.gradient_norm_max.update_state(tf.stop_gradient(maximum))
 
     def evaluate(self, critic, real, fake, random):
         """The weighted penalty, evaluated now (no lazy skipping)."""

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tflip._replica import safe_mean
 from tflip.penalties.base import GradientNormPenalty
 
 
@@ -26,7 +27,7 @@ class GradientPenalty(GradientNormPenalty):
     """
 
     def penalty_from_norms(self, norms):
-        return tf.reduce_mean(tf.square(norms - 1.0))
+        return safe_mean(tf.square(norms - 1.0))
 
 
 @keras.saving.register_keras_serializable(package="tflip")
@@ -50,7 +51,7 @@ class LipschitzPenalty(GradientNormPenalty):
     """
 
     def penalty_from_norms(self, norms):
-        return tf.reduce_mean(tf.square(tf.nn.relu(norms - 1.0)))
+        return safe_mean(tf.square(tf.nn.relu(norms - 1.0)))
 
 
 GP = GradientPenalty

@@ -19,7 +19,8 @@ class MaxGradientPenalty(GradientNormPenalty):
     `rho / 2 * (...)^2`; here `weight = rho / 2`.
 
     Under a distribution strategy the maximum is taken over the global batch
-    (all replicas), so the result equals the single-device penalty.
+    (all replicas), so the result equals the single-device penalty (without a
+    buffer: the buffer is updated from the first replica's points).
 
     Args:
         weight: the penalty coefficient.
@@ -62,18 +63,25 @@ class MaxGradientPenalty(GradientNormPenalty):
         points = self.penalty_points(real, fake, random)
         if not self.buffer_size:
             norms = self.gradient_norms(critic, points)
-            self.record(norms)
-            return cross_replica_max(norms)
+            maximum = cross_replica_max(norms)
+            # One chain of collectives per step: reuse the global maximum.
+            self.record(norms, maximum=maximum)
+            return maximum
         count = tf.shape(points)[0]
         candidates = tf.concat([points, tf.cast(self.buffer, points.dtype)], axis=0)
         norms = self.gradient_norms(critic, candidates)
-        self.record(norms[:count])
         valid = tf.concat([tf.ones([count]), tf.cast(self.buffer_valid, "float32")], axis=0)
         masked = tf.where(valid > 0, norms, tf.zeros_like(norms))
         keep = tf.math.top_k(tf.stop_gradient(masked), k=self.buffer_size).indices
         self.buffer.assign(tf.stop_gradient(tf.gather(candidates, keep)))
         self.buffer_valid.assign(tf.gather(valid, keep))
-        return cross_replica_max(masked)
+        maximum = cross_replica_max(masked)
+        fresh = norms[:count]
+        # The batch statistics describe the fresh points only; their maximum
+        # comes after the penalty's collectives (one chain per step).
+        with tf.control_dependencies([maximum]):
+            self.record(fresh)
+        return maximum
 
     def evaluate(self, critic, real, fake, random):
         violation = self.batch_maximum(critic, real, fake, random) - 1.0
@@ -121,8 +129,12 @@ class MaxGradientAugmentedLagrangian(MaxGradientPenalty):
     """
 
     def __init__(self, rho=10.0, multiplier_lr=1e-3, **kwargs):
-        kwargs.pop("weight", None)
-        kwargs.pop("one_sided", None)
+        for name in ("weight", "one_sided"):
+            if name in kwargs:
+                raise ValueError(
+                    f"`{name}` is not an argument of MaxGradientAugmentedLagrangian: the quadratic "
+                    "coefficient is `rho` and the constraint is two-sided (an equality)."
+                )
         if kwargs.get("interval", 1) != 1:
             raise ValueError(
                 "`interval` must be 1 for MaxGradientAugmentedLagrangian: the multiplier "
@@ -159,7 +171,7 @@ class MaxGradientAugmentedLagrangian(MaxGradientPenalty):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("weight", "one_sided", "interval"):
+        for key in ("weight", "one_sided"):
             config.pop(key)
         config.update(rho=self.rho, multiplier_lr=self.multiplier_lr)
         return config
