@@ -1,3 +1,4 @@
 """Keras callbacks for Lipschitz and Wasserstein training."""
 
+from tflip.callbacks.bjorck import BjorckTightening  # noqa: F401
 from tflip.callbacks.wasserstein import ExactWasserstein  # noqa: F401
