@@ -124,3 +124,53 @@ def test_bad_padding_raises():
 def test_spectrum_needs_grid_at_least_kernel():
     with pytest.raises(ValueError, match="input_size"):
         circular_conv_singular_values(np.ones((5, 5, 1, 1)), (3, 3))
+
+
+def strided_circular_matrix(kernel, size, stride, dilation=1):
+    """Independent loop construction: y[m, n, o] = sum K[a, b, i, o] x[(s m + d a) % N, (s n + d b) % N, i]."""
+    kh, kw, c_in, c_out = kernel.shape
+    out = size // stride
+    matrix = np.zeros((out, out, c_out, size, size, c_in))
+    for m in range(out):
+        for n in range(out):
+            for a in range(kh):
+                for b in range(kw):
+                    rows = (stride * m + dilation * a) % size
+                    cols = (stride * n + dilation * b) % size
+                    matrix[m, n, :, rows, cols, :] += kernel[a, b].T
+    return matrix.reshape(out * out * c_out, size * size * c_in)
+
+
+@pytest.mark.parametrize("kernel_size, c_in, c_out, stride, size, dilation", [
+    (3, 2, 3, 1, 6, 1),
+    (3, 2, 3, 2, 8, 1),
+    (4, 3, 2, 2, 8, 1),
+    (3, 1, 5, 3, 9, 1),
+    (3, 2, 2, 1, 8, 2),
+])
+def test_strided_circular_spectrum_matches_svd_of_explicit_matrix(rng, kernel_size, c_in, c_out, stride, size, dilation):
+    kernel = rng.normal(size=(kernel_size, kernel_size, c_in, c_out))
+    expected = np.linalg.svd(strided_circular_matrix(kernel, size, stride, dilation), compute_uv=False)
+    expected = np.sort(expected)[::-1][: (size // stride) ** 2 * min(c_out, stride * stride * c_in)]
+    values = circular_conv_singular_values(kernel, (size, size), (stride, stride), (dilation, dilation))
+    assert values.shape == expected.shape
+    np.testing.assert_allclose(values, expected, atol=1e-4 * expected[0])
+
+
+def test_sampled_circular_spectrum_is_a_subset(rng):
+    kernel = rng.normal(size=(3, 3, 2, 2))
+    full = circular_conv_singular_values(kernel, (8, 8)).numpy()
+    sampled = circular_conv_singular_values(kernel, (8, 8), max_frequencies=10, seed=3).numpy()
+    assert sampled.shape == (20,)
+    assert np.all(np.min(np.abs(sampled[:, None] - full[None, :]), axis=1) < 1e-5)
+    assert sampled[0] <= full[0] + 1e-6
+    again = circular_conv_singular_values(kernel, (8, 8), max_frequencies=10, seed=3).numpy()
+    np.testing.assert_array_equal(sampled, again)
+
+
+def test_circular_spectrum_rejects_bad_sizes(rng):
+    kernel = rng.normal(size=(3, 3, 2, 2))
+    with pytest.raises(ValueError, match="input_size"):
+        circular_conv_singular_values(kernel, (2, 2))
+    with pytest.raises(ValueError, match="strides"):
+        circular_conv_singular_values(kernel, (9, 9), (2, 2))

@@ -3,14 +3,8 @@
 import keras
 
 from tflip import _validation
+from tflip.layers.base import iter_layers
 from tflip.layers.bjorck_dense import BjorckDense
-
-
-def iter_layers(layer):
-    """`layer` and all layers nested in it (Sequential/functional models, a WGAN's critic and generator)."""
-    yield layer
-    for sublayer in getattr(layer, "layers", None) or ():
-        yield from iter_layers(sublayer)
 
 
 class BjorckTightening(keras.callbacks.Callback):

@@ -33,6 +33,13 @@ class LipschitzLayer:
         raise NotImplementedError
 
 
+def iter_layers(layer):
+    """`layer` and all layers nested in it (Sequential/functional models, a WGAN's critic and generator)."""
+    yield layer
+    for sublayer in getattr(layer, "layers", None) or ():
+        yield from iter_layers(sublayer)
+
+
 def resolve_training(training):
     """Keras passes `training=None` outside `fit`; treat it as inference."""
     return bool(training) if training is not None else False

@@ -238,15 +238,8 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
 
     def compute_output_shape(self, input_shape):
         batch, h, w, _ = input_shape
-        size = []
-        for n, k, s in zip((h, w), self.geometry.effective_kernel_size(self.kernel_size), self.strides):
-            if n is None:
-                size.append(None)
-            elif self.padding == "same":
-                size.append(-(-n // s))
-            else:
-                size.append((n - k) // s + 1)
-        return (batch, *size, self.filters)
+        geometry = ConvGeometry((h, w), self.strides, self.padding, self.dilation_rate)
+        return (batch, *geometry.output_size(self.kernel_size), self.filters)
 
     def operator_norm(self):
         """The norm the layer's own power iteration measures of its effective map (about `lipschitz`).

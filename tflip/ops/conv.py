@@ -27,7 +27,7 @@ class ConvGeometry:
     """
 
     def __init__(self, input_size, strides=(1, 1), padding="same", dilation=(1, 1)):
-        self.input_size = tuple(int(s) for s in input_size)
+        self.input_size = tuple(None if s is None else int(s) for s in input_size)
         self.strides = tuple(int(s) for s in strides)
         self.padding = padding.lower()
         self.dilation = tuple(int(d) for d in dilation)
@@ -67,6 +67,18 @@ class ConvGeometry:
     def effective_kernel_size(self, kernel_size):
         """Spatial size of the kernel once dilated."""
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, kernel_size))
+
+    def output_size(self, kernel_size):
+        """Spatial size of the outputs (None where the input size is None), TensorFlow's rule."""
+        size = []
+        for n, k, s in zip(self.input_size, self.effective_kernel_size(kernel_size), self.strides):
+            if n is None:
+                size.append(None)
+            elif self.padding == "same":
+                size.append(-(-n // s))
+            else:
+                size.append((n - k) // s + 1)
+        return tuple(size)
 
 
 def conv_matrix(kernel, geometry):
@@ -128,7 +140,7 @@ def dilate_kernel(kernel, dilation):
     )
 
 
-def _polyphase_frequency_blocks(kernel, grid, strides, phase):
+def _polyphase_frequency_blocks(kernel, grid, strides, phase, full_spectrum=False):
     """Transfer matrices of a strided circular convolution, one per frequency.
 
     A stride-s cross-correlation on an `N = s * M` grid whose outputs start
@@ -138,12 +150,20 @@ def _polyphase_frequency_blocks(kernel, grid, strides, phase):
     with kernel taps `K[a]` moved to `q = (r + a) // s`. The DFT then
     block-diagonalizes it into `c_out x (s_h * s_w * c_in)` blocks.
 
+    Args:
+        full_spectrum: all `M_h * M_w` frequencies (each counted once, for
+            spectra) instead of the `M_w // 2 + 1` non-redundant columns of a
+            real FFT (enough for norms).
+
     Returns:
-        Complex tensor `(M_h, M_w // 2 + 1, c_out, s_h * s_w * c_in)`.
+        Complex tensor `(M_h, M_w or M_w // 2 + 1, c_out, s_h * s_w * c_in)`.
     """
     kh, kw, c_in, c_out = kernel.shape
     (sh, sw), (rh, rw) = strides, phase
     mh, mw = grid[0] // sh, grid[1] // sw
+    if full_spectrum:
+        kernel = tf.cast(kernel, tf.complex128 if kernel.dtype == tf.float64 else tf.complex64)
+    transform = tf.signal.fft2d if full_spectrum else tf.signal.rfft2d
     phase_blocks = []
     for ph in range(sh):
         taps_h = [a for a in range(kh) if (rh + a) % sh == ph]
@@ -151,39 +171,57 @@ def _polyphase_frequency_blocks(kernel, grid, strides, phase):
             taps_w = [b for b in range(kw) if (rw + b) % sw == pw]
             indices = [[(rh + a) // sh, (rw + b) // sw] for a in taps_h for b in taps_w]
             if not indices:
-                phase_blocks.append(tf.zeros((mh, mw // 2 + 1, c_out, c_in), tf.complex128))
-                continue
-            taps = tf.stack([kernel[a, b] for a in taps_h for b in taps_w])
-            phase_kernel = tf.scatter_nd(indices, taps, (mh, mw, c_in, c_out))
-            spectrum = tf.signal.rfft2d(tf.transpose(phase_kernel, (3, 2, 0, 1)))
+                phase_kernel = tf.zeros((mh, mw, c_in, c_out), kernel.dtype)
+            else:
+                taps = tf.stack([kernel[a, b] for a in taps_h for b in taps_w])
+                phase_kernel = tf.scatter_nd(indices, taps, (mh, mw, c_in, c_out))
+            spectrum = transform(tf.transpose(phase_kernel, (3, 2, 0, 1)))
             phase_blocks.append(tf.transpose(spectrum, (2, 3, 0, 1)))
     return tf.concat(phase_blocks, axis=-1)
 
 
-def circular_conv_singular_values(kernel, input_size):
-    """All singular values of the stride-1 convolution with circular padding.
+def circular_conv_singular_values(kernel, input_size, strides=(1, 1), dilation=(1, 1), max_frequencies=None, seed=0):
+    """All singular values of the convolution with circular padding.
 
-    Sedghi, Gupta, Long (2019): the circular convolution on an `n x m` grid is
-    block-diagonalized by the 2-D DFT, so its singular values are those of the
-    `c_out x c_in` kernel transfer matrices at the `n * m` frequencies. Exact,
-    with no matrix of the operator's size ever formed.
+    Sedghi, Gupta, Long (2019): the stride-1 circular convolution on an
+    `h x w` grid is block-diagonalized by the 2-D DFT, so its singular values
+    are those of the `c_out x c_in` kernel transfer matrices at the `h * w`
+    frequencies. Strides are handled exactly by the polyphase decomposition
+    (`c_out x (s_h * s_w * c_in)` blocks at the `(h / s_h) * (w / s_w)`
+    frequencies); the output offset of a circular convolution is a circular
+    shift, which does not change the singular values. No matrix of the
+    operator's size is ever formed.
 
     Args:
         kernel: `(kh, kw, c_in, c_out)` kernel.
-        input_size: `(h, w)`, each at least the kernel size.
+        input_size: `(h, w)`, each at least the (dilated) kernel size and
+            divisible by the stride.
+        strides: `(s_h, s_w)`.
+        dilation: `(d_h, d_w)`.
+        max_frequencies: bounds the cost for large layers: when the operator
+            has more frequencies than this, the singular values of that many
+            frequencies drawn uniformly without replacement (seeded) are
+            returned, an unbiased sample of the spectrum (its maximum is then
+            a lower bound of the norm). `None`: all frequencies.
+        seed: seed of that sample.
 
     Returns:
-        float32 tensor with all `h * w * min(c_in, c_out)` singular values,
-        sorted in descending order.
+        float32 tensor of singular values in descending order: all
+        `(h * w / (s_h * s_w)) * min(c_out, s_h * s_w * c_in)` of them, or
+        those of the sampled frequencies.
     """
-    kernel = tf.cast(kernel, tf.float32)
+    kernel = dilate_kernel(tf.cast(kernel, tf.float32), tuple(dilation))
     h, w = input_size
-    full = tf.transpose(kernel, (3, 2, 0, 1))
+    sh, sw = strides
     if kernel.shape[0] > h or kernel.shape[1] > w:
-        raise ValueError(f"`input_size` {input_size} must be at least the kernel size {kernel.shape[:2]}.")
-    # Full FFT (not rfft) so each frequency is counted once in the multiset.
-    padded = tf.pad(full, [[0, 0], [0, 0], [0, h - kernel.shape[0]], [0, w - kernel.shape[1]]])
-    blocks = tf.transpose(tf.signal.fft2d(tf.cast(padded, tf.complex64)), (2, 3, 0, 1))
+        raise ValueError(f"`input_size` {tuple(input_size)} must be at least the kernel size {tuple(kernel.shape[:2])}.")
+    if h % sh or w % sw:
+        raise ValueError(f"`input_size` {tuple(input_size)} must be divisible by `strides` {tuple(strides)}.")
+    blocks = _polyphase_frequency_blocks(kernel, (h, w), (sh, sw), (0, 0), full_spectrum=True)
+    blocks = tf.reshape(blocks, (-1, *blocks.shape[2:]))
+    if max_frequencies is not None and blocks.shape[0] > max_frequencies:
+        chosen = tf.random.experimental.stateless_shuffle(tf.range(blocks.shape[0]), (seed, 0))[:max_frequencies]
+        blocks = tf.gather(blocks, chosen)
     values = tf.reshape(tf.linalg.svd(blocks, compute_uv=False), [-1])
     return tf.sort(values, direction="DESCENDING")
 
