@@ -96,3 +96,13 @@ def test_lower_bound_never_exceeds_upper(rng):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
     x = rng.normal(size=(32, 4)).astype("float32")
     assert lipschitz_lower_bound(model, x) <= lipschitz_upper_bound(model) * (1 + 1e-6)
+
+
+def test_transposed_conv_bound_certifies_its_explicit_matrix(rng):
+    layer = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", use_bias=False)
+    model = keras.Sequential([keras.Input((6, 6, 3)), layer])
+    layer.set_weights([rng.normal(size=(3, 3, 2, 3)).astype("float32")])
+    basis = np.eye(6 * 6 * 3, dtype="float32").reshape(-1, 6, 6, 3)
+    exact = np.linalg.norm(model.predict(basis, verbose=0).reshape(108, -1).astype("float64"), 2)
+    bound = lipschitz_upper_bound(model)
+    assert exact * (1 - 1e-6) <= bound <= 1.1 * exact

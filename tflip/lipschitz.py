@@ -3,7 +3,7 @@
 The upper bound multiplies certified per-layer constants along a chain of
 layers (Sequential models, or functional models without branches). tflip
 layers certify themselves through the `LipschitzLayer` protocol; plain Keras
-Dense and Conv2D layers are bounded exactly (SVD) or by Gram iteration;
+Dense and Conv1D/Conv2D layers and their transposes are bounded exactly (SVD) or by Gram iteration;
 parameter-free layers with known constants are recognised; any other layer
 raises unless the caller declares its constant.
 """
@@ -14,7 +14,8 @@ import keras
 import tensorflow as tf
 
 from tflip.layers.base import LipschitzLayer
-from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
+from tflip.layer_spectra import conv_operator
+from tflip.ops.conv import conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
 
 # Lipschitz constants of element-wise activations (in any p-norm).
@@ -102,15 +103,13 @@ def layer_lipschitz_bound(layer, norm=2, known=None):
         return _pooling_bound(layer, norm)
     if type(layer) is keras.layers.Dense:
         return dense_kernel_norm(layer.kernel, norm) * activation
-    if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last":
+    if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last" and norm == "inf":
         kernel = tf.convert_to_tensor(layer.kernel)
-        if norm == "inf":
-            return dense_kernel_norm(tf.reshape(kernel, (-1, layer.filters)), "inf") * activation
-        size = tuple(layer.input.shape[1:3])
-        if None in size:
-            raise ValueError(f"Layer {layer.name!r} has no static input size; declare its constant with `known`.")
-        geometry = ConvGeometry(size, layer.strides, layer.padding, layer.dilation_rate)
-        return conv_norm_upper_bound(kernel, geometry) * activation
+        return dense_kernel_norm(tf.reshape(kernel, (-1, layer.filters)), "inf") * activation
+    operator = conv_operator(layer) if norm == 2 else None
+    if operator is not None:
+        # Transposed convolutions are adjoints of a convolution: same 2-norm.
+        return conv_norm_upper_bound(*operator) * activation
     raise ValueError(
         f"Layer {layer.name!r} ({type(layer).__name__}) has no known Lipschitz constant; "
         f"pass `known={{{layer.name!r}: constant}}`."
@@ -139,13 +138,42 @@ def lipschitz_upper_bound(model, norm=2, known=None):
     bound = 1.0
     for layer in model.layers:
         inputs = getattr(layer, "_inbound_nodes", [])
-        if any(len(node.input_tensors) > 1 for node in inputs) or len(inputs) > 1:
+        # A Sequential model is a chain by construction (its layers may still
+        # carry extra nodes from rebuilding, e.g. after load_model).
+        chained = isinstance(model, keras.Sequential)
+        if not chained and (any(len(node.input_tensors) > 1 for node in inputs) or len(inputs) > 1):
             raise ValueError(
                 f"Layer {layer.name!r} has several inputs or is shared: only chains of layers are "
                 "supported (residual connections need their own analysis)."
             )
         bound *= layer_lipschitz_bound(layer, norm, known)
     return bound
+
+
+def jacobian_norms(model, x):
+    """Per-sample spectral norm of the model's input Jacobian (the input-gradient norm for scalar outputs).
+
+    Each value is a lower bound of the model's L2 Lipschitz constant; their
+    maximum over a probe batch is what training actually reached there.
+
+    Args:
+        model: Callable Keras model (evaluated with `training=False`).
+        x: Batch of inputs.
+
+    Returns:
+        float32 tensor `(batch,)`.
+    """
+    x = tf.cast(tf.convert_to_tensor(x), tf.float32)
+    batch = x.shape[0]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reshape(tf.cast(model(x, training=False), tf.float32), (batch, -1))
+    if y.shape[1] == 1:
+        gradient = tf.reshape(tape.gradient(y, x), (batch, -1))
+        return tf.norm(gradient, axis=1)
+    jacobian = tape.batch_jacobian(y, x)
+    jacobian = tf.reshape(jacobian, (batch, jacobian.shape[1], -1))
+    return tf.linalg.svd(jacobian, compute_uv=False)[:, 0]
 
 
 def lipschitz_lower_bound(model, x, ascent_steps=20, step_size=0.05, seed=0):
@@ -171,12 +199,7 @@ def lipschitz_lower_bound(model, x, ascent_steps=20, step_size=0.05, seed=0):
     """
     x = tf.cast(tf.convert_to_tensor(x), tf.float32)
     batch = x.shape[0]
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = tf.reshape(tf.cast(model(x, training=False), tf.float32), (batch, -1))
-    jacobian = tape.batch_jacobian(y, x)
-    jacobian = tf.reshape(jacobian, (batch, jacobian.shape[1], -1))
-    best = float(tf.reduce_max(tf.linalg.svd(jacobian, compute_uv=False)[:, 0]))
+    best = float(tf.reduce_max(jacobian_norms(model, x)))
 
     scale = float(tf.sqrt(tf.reduce_mean(tf.square(x)))) or 1.0
     a = x

@@ -35,5 +35,7 @@ dataset = dataset.with_options(options)
 with strategy.scope():
     gan = toy_gan(sys.argv[5] if len(sys.argv) > 5 else "gp")
     gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
-history = gan.fit(dataset, epochs=2, verbose=0)
+# Monitoring must write from the chief (worker 0) only.
+logger = tflip.callbacks.SpectrumLogger(output + ".logs", probe=data[:32], strict=True)
+history = gan.fit(dataset, epochs=2, verbose=0, callbacks=[logger])
 np.savez(output, *[np.asarray(w) for w in gan.weights], logs=json.dumps(history.history))

@@ -1,5 +1,6 @@
 """WGAN under MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1."""
 
+import glob
 import json
 import os
 import socket
@@ -62,3 +63,7 @@ def test_two_workers_match_each_other_and_a_single_worker(tmp_path, penalty):
         np.testing.assert_allclose(a, b, atol=1e-5)
     for key in single_logs:
         np.testing.assert_allclose(logs0[key], single_logs[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    # Callbacks write TensorBoard events from the chief only.
+    assert glob.glob(outputs[0] + ".logs/events.*")
+    assert not os.path.exists(outputs[1] + ".logs")
+    assert glob.glob(outputs[2] + ".logs/events.*")

@@ -174,3 +174,16 @@ def test_circular_spectrum_rejects_bad_sizes(rng):
         circular_conv_singular_values(kernel, (2, 2))
     with pytest.raises(ValueError, match="strides"):
         circular_conv_singular_values(kernel, (9, 9), (2, 2))
+
+
+def test_subspace_iteration_reaches_the_exact_conv_norm(rng):
+    """Plain power iteration stalls near 1e-4 relative error on conv spectra; the block method does not."""
+    from tflip.ops.power_iteration import operator_norm_by_subspace_iteration
+
+    kernel = rng.normal(size=(3, 3, 2, 3))
+    geometry = ConvGeometry((8, 8), (1, 1), "same")
+    exact = np.linalg.norm(numpy_conv_matrix(kernel, 8, 1, "same"), 2)
+    start = tf.random.stateless_normal((8, 8, 8, 2), (0, 0), dtype=tf.float64)
+    norm, block = operator_norm_by_subspace_iteration(*geometry.operators(tf.constant(kernel)), start)
+    assert abs(norm - exact) <= 1e-9 * exact
+    assert block.shape == start.shape
