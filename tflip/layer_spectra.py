@@ -183,7 +183,7 @@ class SpectrumAnalyzer:
         return int(np.prod([n // s for n, s in zip(geometry.input_size, geometry.strides)]))
 
     def _circular_spectrum(self, kernel, geometry):
-        """The circular spectrum on the layer's grid; None when the grid does not fit it (e.g. odd sizes with strides)."""
+        """The circular spectrum on the layer's grid; None if the grid does not fit (e.g. odd sizes, strides)."""
         effective = geometry.effective_kernel_size(kernel.shape[:2])
         fits = all(n % s == 0 and n >= k for n, s, k in zip(geometry.input_size, geometry.strides, effective))
         if not fits:

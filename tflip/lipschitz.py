@@ -13,8 +13,8 @@ import math
 import keras
 import tensorflow as tf
 
-from tflip.layers.base import LipschitzLayer
 from tflip.layer_spectra import conv_operator
+from tflip.layers.base import LipschitzLayer
 from tflip.ops.conv import conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
 

@@ -20,7 +20,8 @@ def log_once(model, log_dir, **kwargs):
 
 
 def dense_model(kernel, activation=None):
-    model = keras.Sequential([keras.Input((kernel.shape[0],)), keras.layers.Dense(kernel.shape[1], activation, name="dense")])
+    layer = keras.layers.Dense(kernel.shape[1], activation, name="dense")
+    model = keras.Sequential([keras.Input((kernel.shape[0],)), layer])
     model.layers[0].set_weights([kernel, np.zeros(kernel.shape[1])])
     return model
 
@@ -56,7 +57,8 @@ def test_rank_collapse_orthogonal_and_rank_one(tmp_path, rng):
 @pytest.mark.parametrize("stride, padding", [(1, "same"), (2, "same"), (2, "valid")])
 def test_conv_spectrum_and_zero_padding_norm(tmp_path, rng, stride, padding):
     size = 8
-    model = keras.Sequential([keras.Input((size, size, 2)), keras.layers.Conv2D(3, 3, strides=stride, padding=padding, name="conv2d")])
+    layer = keras.layers.Conv2D(3, 3, strides=stride, padding=padding, name="conv2d")
+    model = keras.Sequential([keras.Input((size, size, 2)), layer])
     kernel = rng.normal(size=(3, 3, 2, 3)).astype("float32")
     model.layers[0].set_weights([kernel, np.zeros(3)])
     _, events = log_once(model, tmp_path)

@@ -148,7 +148,7 @@ def strided_circular_matrix(kernel, size, stride, dilation=1):
     (3, 1, 5, 3, 9, 1),
     (3, 2, 2, 1, 8, 2),
 ])
-def test_strided_circular_spectrum_matches_svd_of_explicit_matrix(rng, kernel_size, c_in, c_out, stride, size, dilation):
+def test_strided_circular_spectrum_matches_explicit_matrix(rng, kernel_size, c_in, c_out, stride, size, dilation):
     kernel = rng.normal(size=(kernel_size, kernel_size, c_in, c_out))
     expected = np.linalg.svd(strided_circular_matrix(kernel, size, stride, dilation), compute_uv=False)
     expected = np.sort(expected)[::-1][: (size // stride) ** 2 * min(c_out, stride * stride * c_in)]

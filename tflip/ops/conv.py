@@ -214,7 +214,9 @@ def circular_conv_singular_values(kernel, input_size, strides=(1, 1), dilation=(
     h, w = input_size
     sh, sw = strides
     if kernel.shape[0] > h or kernel.shape[1] > w:
-        raise ValueError(f"`input_size` {tuple(input_size)} must be at least the kernel size {tuple(kernel.shape[:2])}.")
+        raise ValueError(
+            f"`input_size` {tuple(input_size)} must be at least the kernel size {tuple(kernel.shape[:2])}."
+        )
     if h % sh or w % sw:
         raise ValueError(f"`input_size` {tuple(input_size)} must be divisible by `strides` {tuple(strides)}.")
     blocks = _polyphase_frequency_blocks(kernel, (h, w), (sh, sw), (0, 0), full_spectrum=True)
