@@ -20,6 +20,21 @@ def model_parts(model):
     return parts or [("", model)]
 
 
+def model_optimizers(model):
+    """`[(attribute, optimizer)]` of the model's optimizers that report `diagnostics()` (e.g. gradient clamps).
+
+    Loss-scale wrappers (mixed precision) are looked through.
+    """
+    found = []
+    for attribute in ("generator_optimizer", "critic_optimizer", "optimizer"):
+        optimizer = getattr(model, attribute, None)
+        while optimizer is not None and not hasattr(optimizer, "diagnostics"):
+            optimizer = getattr(optimizer, "inner_optimizer", None)
+        if optimizer is not None and all(optimizer is not other for _, other in found):
+            found.append((attribute, optimizer))
+    return found
+
+
 class SpectrumLogger(SummaryCallback):
     """Logs the spectra of every Dense-like and Conv-like layer to TensorBoard.
 
@@ -52,7 +67,10 @@ class SpectrumLogger(SummaryCallback):
       the bound and the gradients actually reached;
     - image `spectral_plot`: sorted singular values divided by the largest,
       against the index scaled to [0, 1], one curve per layer (the thesis'
-      spectral plots).
+      spectral plots);
+    - for optimizers with `diagnostics()` (`tflip.optimizers.SpectralGradientClamp`,
+      also inside a loss-scale wrapper): `<optimizer attribute>/sigma_ratio_mean`,
+      `sigma_ratio_max`, `clamp_fraction`, `clamp_count`.
 
     Everything is read from the weights in float32 outside the training
     step, so it works under MirroredStrategy, mixed precision and on models
@@ -142,6 +160,9 @@ class SpectrumLogger(SummaryCallback):
             self._network_bounds(prefix, network, epoch)
             if self.spectral_plot and spectra:
                 self.image(f"{prefix}spectral_plot", spectral_plot_pixels(spectra, prefix.rstrip("/")), epoch)
+        for name, optimizer in model_optimizers(self.model):
+            for key, value in optimizer.diagnostics().items():
+                self._scalar(f"{name}/{key}", value, epoch)
 
     def _network_bounds(self, prefix, network, epoch):
         try:

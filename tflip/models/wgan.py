@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tflip import _validation, penalties
 from tflip._replica import SeedCounter, safe_mean
+from tflip.layer_spectra import linear_layers
 from tflip.losses.adversarial import get_gan_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
@@ -17,6 +18,7 @@ from tflip.models.critic_step import (
 )
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
+from tflip.ops.spectra import rank_collapse, singular_values, weight_matrix
 from tflip.penalties.base import critic_values
 
 
@@ -66,14 +68,36 @@ def critic_batches(real, n_critic):
     return [tf.gather(real, index[:, i]) for i in range(n_critic)]
 
 
-def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent):
-    """Gradients of one generator step and its unscaled loss (reads weights only)."""
+def mean_rank_collapse(model):
+    """Mean r(W) over the model's kernels (reshaped to matrices), differentiable; 0 without kernels.
+
+    r(W) = sum_i sigma_i / (k sigma_max) (`tflip.ops.spectra.rank_collapse`)
+    of each trainable kernel, through an SVD in float32.
+    """
+    kernels = [layer.kernel for layer in linear_layers(model) if layer.kernel.trainable]
+    if not kernels:
+        return tf.constant(0.0)
+    values = [rank_collapse(singular_values(weight_matrix(kernel))) for kernel in kernels]
+    return tf.add_n(values) / len(values)
+
+
+def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent, rank_penalty=0.0):
+    """Gradients of one generator step, its unscaled loss and mean r(W) (reads weights only).
+
+    With `rank_penalty` > 0 the loss includes `-rank_penalty * sum_i r(W_i)`
+    (Sargent section 4.2.2).
+    """
     variables = generator.trainable_variables
     with tf.GradientTape() as tape:
         fake_values = critic_values(critic, generator(latent, training=True))
         loss = generator_loss_fn(fake_values)
+        rank = tf.constant(0.0)
+        if rank_penalty:
+            rank = mean_rank_collapse(generator)
+            count = len(linear_layers(generator))
+            loss = loss - rank_penalty * count * rank
         scaled = optimizer_loss(optimizer, loss)
-    return tape.gradient(scaled, variables), loss
+    return tape.gradient(scaled, variables), loss, rank
 
 
 @keras.saving.register_keras_serializable(package="tflip")
@@ -124,6 +148,12 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         generator_batch_size: latent batch of the generator step per replica;
             default: the critic batch size.
         seed: seed of the latent draws.
+        rank_penalty: lambda >= 0 of the generator r(W) penalty of Sargent
+            section 4.2.2: `-lambda * sum_i r(W_i)` over the generator's
+            kernels is added to the generator loss (logged as the mean r(W),
+            `generator_rank_collapse`; `generator_loss` includes the term). The thesis found it harmful (it
+            collapsed the spectra it meant to spread, section 5.5.2); it is
+            here for comparisons. Default 0 (off).
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Example:
@@ -150,6 +180,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         loss="wasserstein",
         generator_batch_size=None,
         seed=0,
+        rank_penalty=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -170,8 +201,12 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"`seed` must be an integer, got {seed!r}.")
         self.seed = seed
+        self.rank_penalty = _validation.non_negative_number("rank_penalty", rank_penalty)
         self.critic_metrics = CriticMetrics()
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.rank_tracker = (
+            keras.metrics.Mean(name="generator_rank_collapse") if self.rank_penalty else None
+        )
         self.critic_optimizer = None
         self.generator_optimizer = None
         if critic.built and getattr(critic, "inputs", None):
@@ -231,6 +266,8 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
     @property
     def metrics(self):
         tracked = self.critic_metrics.as_list() + [self.generator_loss_tracker]
+        if self.rank_tracker is not None:
+            tracked.append(self.rank_tracker)
         if self.penalty is not None:
             tracked += self.penalty.metrics
         return tracked
@@ -256,11 +293,14 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             )
         generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
         latent = self.sample_latent(generator_batch, random)
-        gradients, generator_loss = self.maybe_xla(generator_gradients)(
-            self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent
+        gradients, generator_loss, rank = self.maybe_xla(generator_gradients)(
+            self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent,
+            self.rank_penalty,
         )
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
         self.generator_loss_tracker.update_state(generator_loss)
+        if self.rank_tracker is not None:
+            self.rank_tracker.update_state(rank)
         return step_logs(self.metrics, self.distribute_strategy)
 
     def test_step(self, data):
@@ -301,6 +341,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             loss=self.loss_name,
             generator_batch_size=self.generator_batch_size,
             seed=self.seed,
+            rank_penalty=self.rank_penalty,
         )
         return config
 

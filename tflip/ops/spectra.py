@@ -27,6 +27,13 @@ def weight_matrix(kernel):
     return tf.transpose(tf.reshape(kernel, [-1, kernel.shape[-1]]))
 
 
+def matrix_to_kernel(matrix, kernel_shape):
+    """Inverse of `weight_matrix`: a matrix back to the kernel shape `kernel_shape`."""
+    if len(kernel_shape) == 2:
+        return matrix
+    return tf.reshape(tf.transpose(matrix), kernel_shape)
+
+
 def singular_values(matrix):
     """Singular values of a matrix (or a batch of matrices), float32, descending."""
     return tf.linalg.svd(tf.cast(matrix, "float32"), compute_uv=False)
