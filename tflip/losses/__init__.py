@@ -1,4 +1,4 @@
-"""Losses: adversarial (GAN) losses on critic values."""
+"""Losses: adversarial (GAN) losses on critic values, and the multi-class hinge margin loss."""
 
 from tflip.losses.adversarial import (  # noqa: F401
     GAN_LOSSES,
@@ -9,3 +9,4 @@ from tflip.losses.adversarial import (  # noqa: F401
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
+from tflip.losses.margin import MulticlassHingeMargin, multiclass_hinge_margin  # noqa: F401
