@@ -24,10 +24,11 @@ import keras
 import keras_tuner
 import numpy as np
 
-from tflip import _validation, layers
+from tflip import _validation
 from tflip import penalties as penalty_lib
 from tflip.callbacks.wasserstein import ExactWasserstein
 from tflip.models import WGAN, WassersteinCritic
+from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS, lipschitz_mlp, relu_mlp
 
 __all__ = [
     "ACTIVATIONS",
@@ -40,24 +41,10 @@ __all__ = [
 ]
 
 PENALTIES = ("gp", "lp", "alp", "maxgp", "maxal", "none")
-CONSTRAINTS = ("bjorck", "spectral", "linf", "none")
-ACTIVATIONS = ("relu", "maxmin", "groupsort", "fullsort")
 
 # Penalties whose strength is a `weight` (MaxAL's quadratic coefficient is `rho`
 # and its multiplier adapts on its own; "none" has nothing to weigh).
 _WEIGHTED = ("gp", "lp", "alp", "maxgp")
-_PENALTY_CLASSES = {
-    "gp": penalty_lib.GradientPenalty,
-    "lp": penalty_lib.LipschitzPenalty,
-    "maxgp": penalty_lib.MaxGradientPenalty,
-}
-_DENSE_CLASSES = {
-    "bjorck": layers.BjorckDense,
-    "spectral": layers.SpectralNormDense,
-    "linf": layers.LInfProjectedDense,
-    "none": keras.layers.Dense,
-}
-
 
 # --- Argument normalization: every option is a fixed value or a (low, high) range.
 
@@ -190,23 +177,7 @@ class _CriticSpace:
         depth = _hp_int(hp, "critic_depth", self.depth, default=2)
         width = _hp_int(hp, "critic_width", self.width, default=32, step=self.width_step)
 
-        dense = _DENSE_CLASSES[constraint]
-        stack = [keras.Input((data_dim,), name=f"{name}_input")]
-        for i in range(depth):
-            stack.append(dense(width, name=f"{name}_dense_{i}"))
-            stack.append(_activation_layer(activation, group_size, name=f"{name}_{activation}_{i}"))
-        stack.append(dense(1, name=f"{name}_output"))
-        return keras.Sequential(stack, name=name)
-
-
-def _activation_layer(activation, group_size, name):
-    if activation == "relu":
-        return keras.layers.ReLU(name=name)
-    if activation == "maxmin":
-        return layers.MaxMin(name=name)
-    if activation == "groupsort":
-        return layers.GroupSort(group_size, name=name)
-    return layers.FullSort(name=name)
+        return lipschitz_mlp(data_dim, 1, depth, width, constraint, activation, group_size or 2, name=name)
 
 
 def critic_mlp(
@@ -288,10 +259,7 @@ def generator_mlp(hp, latent_dim, data_dim, depth=(1, 3), width=(16, 64), name="
 def _build_generator(hp, latent_dim, data_dim, depth, width, name="generator"):
     depth = _hp_int(hp, "generator_depth", depth, default=2)
     width = _hp_int(hp, "generator_width", width, default=32)
-    stack = [keras.Input((latent_dim,), name=f"{name}_input")]
-    stack += [keras.layers.Dense(width, "relu", name=f"{name}_dense_{i}") for i in range(depth)]
-    stack.append(keras.layers.Dense(data_dim, name=f"{name}_output"))
-    return keras.Sequential(stack, name=name)
+    return relu_mlp(latent_dim, data_dim, depth, width, name=name)
 
 
 # --- Hypermodels.
@@ -357,12 +325,12 @@ class _LipschitzHyperModel(keras_tuner.HyperModel):
         if choice == "none":
             return None
         if choice == "alp":
-            return penalty_lib.AdversarialLipschitzPenalty(
-                weight=weight, epsilon=(low, high), power_iterations=iterations, seed=self.seed
+            return penalty_lib.get(
+                "alp", weight=weight, epsilon=(low, high), power_iterations=iterations, seed=self.seed
             )
         if choice == "maxal":
-            return penalty_lib.MaxGradientAugmentedLagrangian(seed=self.seed)
-        return _PENALTY_CLASSES[choice](weight=weight, seed=self.seed)
+            return penalty_lib.get("maxal", seed=self.seed)
+        return penalty_lib.get(choice, weight=weight, seed=self.seed)
 
     def build_critic(self, hp):
         """Registers the critic hyperparameters and returns the built critic (see `critic_mlp`)."""

@@ -33,12 +33,26 @@ __all__ = [
 ]
 
 
-def get(identifier):
+def _by_name():
+    return {
+        "gp": GradientPenalty, "lp": LipschitzPenalty, "alp": AdversarialLipschitzPenalty,
+        "maxgp": MaxGradientPenalty, "maxal": MaxGradientAugmentedLagrangian, "clip": WeightClipping,
+    }
+
+
+#: Short names of the penalties, as accepted by `get`.
+NAMES = tuple(_by_name())
+
+
+def get(identifier, **kwargs):
     """Returns a penalty from an instance, a config dict, a name or `None`.
 
-    Names: "gp", "lp", "alp", "maxgp", "maxal", "clip" (default arguments)
-    or the class names.
+    Names: "gp", "lp", "alp", "maxgp", "maxal", "clip" or the class names;
+    `kwargs` go to the constructor of a named penalty (e.g.
+    `get("lp", weight=5.0)`).
     """
+    if kwargs and not isinstance(identifier, str):
+        raise ValueError(f"Constructor arguments {sorted(kwargs)} need a penalty name, got {identifier!r}.")
     if identifier is None or isinstance(identifier, Penalty):
         return identifier
     if isinstance(identifier, dict):
@@ -47,13 +61,10 @@ def get(identifier):
         return keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         key = identifier.lower()
-        classes = {
-            "gp": GradientPenalty, "lp": LipschitzPenalty, "alp": AdversarialLipschitzPenalty,
-            "maxgp": MaxGradientPenalty, "maxal": MaxGradientAugmentedLagrangian, "clip": WeightClipping,
-        }
+        classes = _by_name()
         classes.update({cls.__name__.lower(): cls for cls in set(classes.values())})
         if key in classes:
-            return classes[key]()
+            return classes[key](**kwargs)
     raise ValueError(
         "`penalty` must be a tflip Penalty, a config dict, None or one of "
         f"'gp', 'lp', 'alp', 'maxgp', 'maxal', 'clip', got {identifier!r}."
