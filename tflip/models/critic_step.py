@@ -44,6 +44,13 @@ class BuildOnFitMixin:
                 self.build(batch_shape_of(x))
         return super().fit(x, *args, **kwargs)
 
+    def build_from_config(self, config):
+        # Keras Tuner reloads checkpoints into models it has already built:
+        # building twice would add variables to a locked model.
+        if self.built:
+            return
+        super().build_from_config(config)
+
 
 def step_logs(metrics, strategy):
     """The results of `metrics` as a `train_step` / `test_step` return value.
