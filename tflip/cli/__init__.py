@@ -9,34 +9,45 @@ import os
 import sys
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(convert, accept, description):
+    """An argparse `type` converting with `convert` and accepting values for which `accept` holds."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def add_network_arguments(parser, depth=3, width=128):
+    """The critic architecture flags shared by `demo` and `estimate-w1`."""
+    from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS
+
+    parser.add_argument("--constraint", choices=CONSTRAINTS, default="bjorck",
+                        help="critic weight constraint (default: %(default)s)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="groupsort",
+                        help="critic activation (default: %(default)s)")
+    parser.add_argument("--group-size", type=positive_int, default=2, help="GroupSort group size (default: 2)")
+    parser.add_argument("--depth", type=non_negative_int, default=depth, help="hidden layers (default: %(default)s)")
+    parser.add_argument("--width", type=positive_int, default=width, help="hidden width (default: %(default)s)")
+
+
+def check_network_arguments(args):
+    divisor = {"maxmin": 2, "groupsort": args.group_size}.get(args.activation, 1)
+    if args.width % divisor:
+        raise ValueError(f"--width must be a multiple of {divisor} for --activation {args.activation}")
+    if args.activation == "groupsort" and args.group_size < 2:
+        raise ValueError("--group-size must be at least 2")
 
 
 def writable_directory(path):

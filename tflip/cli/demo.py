@@ -4,14 +4,12 @@ import json
 import os
 import time
 
-from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS
-
 PENALTIES = ("none", "gp", "lp", "alp", "maxgp", "maxal")
 DATASETS = ("eight_gaussians", "twenty_five_gaussians", "swiss_roll")
 
 
 def add_parser(commands):
-    from tflip.cli import non_negative_int, positive_float, positive_int
+    from tflip.cli import add_network_arguments, positive_float, positive_int
 
     parser = commands.add_parser(
         "demo",
@@ -29,13 +27,7 @@ def add_parser(commands):
                              "1-Lipschitz by construction)")
     parser.add_argument("--penalty-weight", type=positive_float, default=None,
                         help="penalty weight lambda (default: the penalty's own, 10 for gp/lp, 100 for alp)")
-    parser.add_argument("--constraint", choices=CONSTRAINTS, default="bjorck",
-                        help="critic weight constraint (default: %(default)s)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="groupsort",
-                        help="critic activation (default: %(default)s)")
-    parser.add_argument("--group-size", type=positive_int, default=2, help="GroupSort group size (default: 2)")
-    parser.add_argument("--depth", type=non_negative_int, default=3, help="hidden layers of both networks (3)")
-    parser.add_argument("--width", type=positive_int, default=128, help="hidden width of both networks (128)")
+    add_network_arguments(parser)  # also the generator's depth and width
     parser.add_argument("--steps", type=positive_int, default=1000, help="generator steps (default: %(default)s)")
     parser.add_argument("--n-critic", type=positive_int, default=5, help="critic steps per generator step (5)")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="critic batch size (256)")
@@ -53,17 +45,13 @@ def add_parser(commands):
 
 
 def check(parser, args):
-    from tflip.cli import writable_directory
+    from tflip.cli import check_network_arguments, writable_directory
 
     if args.penalty in ("none", "maxal") and args.penalty_weight is not None:
         raise ValueError(f"--penalty-weight does not apply to --penalty {args.penalty}")
     if args.eval_every > args.steps:
         raise ValueError(f"--eval-every ({args.eval_every}) must be at most --steps ({args.steps})")
-    divisor = {"maxmin": 2, "groupsort": args.group_size}.get(args.activation, 1)
-    if args.width % divisor:
-        raise ValueError(f"--width must be a multiple of {divisor} for --activation {args.activation}")
-    if args.activation == "groupsort" and args.group_size < 2:
-        raise ValueError("--group-size must be at least 2")
+    check_network_arguments(args)
     writable_directory(args.output)
 
 

@@ -4,13 +4,11 @@ import json
 import os
 import time
 
-from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS
-
 PROBLEMS = ("absolute_value", "three_cones", "cone")
 
 
 def add_parser(commands):
-    from tflip.cli import non_negative_int, positive_float, positive_int
+    from tflip.cli import add_network_arguments, positive_float, positive_int
 
     parser = commands.add_parser(
         "estimate-w1",
@@ -24,11 +22,7 @@ def add_parser(commands):
     )
     parser.add_argument("--problem", choices=PROBLEMS, default="three_cones", help="distribution pair (%(default)s)")
     parser.add_argument("--dimension", type=positive_int, default=128, help="input dimension of --problem cone (128)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="groupsort", help="activation (%(default)s)")
-    parser.add_argument("--constraint", choices=CONSTRAINTS, default="bjorck", help="weight constraint (%(default)s)")
-    parser.add_argument("--group-size", type=positive_int, default=2, help="GroupSort group size (2)")
-    parser.add_argument("--depth", type=non_negative_int, default=3, help="hidden layers (3)")
-    parser.add_argument("--width", type=positive_int, default=128, help="hidden width (128)")
+    add_network_arguments(parser)
     parser.add_argument("--steps", type=positive_int, default=1000, help="training steps (%(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="pairs per step (256)")
     parser.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam learning rate (%(default)s)")
@@ -41,13 +35,9 @@ def add_parser(commands):
 
 
 def check(parser, args):
-    from tflip.cli import writable_directory
+    from tflip.cli import check_network_arguments, writable_directory
 
-    divisor = {"maxmin": 2, "groupsort": args.group_size}.get(args.activation, 1)
-    if args.width % divisor:
-        raise ValueError(f"--width must be a multiple of {divisor} for --activation {args.activation}")
-    if args.activation == "groupsort" and args.group_size < 2:
-        raise ValueError("--group-size must be at least 2")
+    check_network_arguments(args)
     if args.output is not None:
         writable_directory(args.output)
 
