@@ -10,6 +10,6 @@ except ImportError as error:  # pragma: no cover - exercised only without Tensor
         "'tensorflow[and-cuda]'` (or `pip install tflip[gpu]`)."
     ) from error
 
-from tflip import attacks, callbacks, datasets, layers, losses, metrics, models, ops, penalties  # noqa: E402,F401
+from tflip import attacks, callbacks, datasets, layers, losses, metrics, models, ops, optimizers, penalties  # noqa: E402,F401
 
 __version__ = "0.1.0"

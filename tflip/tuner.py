@@ -222,8 +222,8 @@ def critic_mlp(
 
     Example:
 
-    >>> hp = keras_tuner.HyperParameters()
-    >>> critic = critic_mlp(hp, data_dim=2, constraints=["bjorck"], activations=["groupsort"])
+        >>> hp = keras_tuner.HyperParameters()
+        >>> critic = critic_mlp(hp, data_dim=2, constraints=["bjorck"], activations=["groupsort"])
     """
     space = _CriticSpace(constraints, activations, group_sizes, depth, width)
     return space.build(hp, _dims("data_dim", data_dim), name=name)
@@ -248,7 +248,7 @@ def generator_mlp(hp, latent_dim, data_dim, depth=(1, 3), width=(16, 64), name="
 
     Example:
 
-    >>> generator = generator_mlp(keras_tuner.HyperParameters(), latent_dim=2, data_dim=2, depth=2, width=64)
+        >>> generator = generator_mlp(keras_tuner.HyperParameters(), latent_dim=2, data_dim=2, depth=2, width=64)
     """
     return _build_generator(
         hp, _dims("latent_dim", latent_dim), _dims("data_dim", data_dim),
@@ -398,12 +398,12 @@ class WGANHyperModel(_LipschitzHyperModel):
 
     Example:
 
-    >>> held_out = tflip.datasets.eight_gaussians(500, seed=1)
-    >>> hypermodel = WGANHyperModel(2, 2, held_out, penalties=["lp", "alp"], critic_batch_size=64)
-    >>> tuner = keras_tuner.Hyperband(hypermodel, objective=hypermodel.objective, max_epochs=9,
-    ...                               directory="tuning", project_name="wgan")
-    >>> tuner.search(tflip.datasets.eight_gaussians(64_000), verbose=0)
-    >>> best = tuner.get_best_models(1)[0]
+        >>> held_out = tflip.datasets.eight_gaussians(500, seed=1)
+        >>> hypermodel = WGANHyperModel(2, 2, held_out, penalties=["lp", "alp"], critic_batch_size=64)
+        >>> tuner = keras_tuner.Hyperband(hypermodel, objective=hypermodel.objective, max_epochs=9,
+        ...                               directory="tuning", project_name="wgan")
+        >>> tuner.search(tflip.datasets.eight_gaussians(64_000), verbose=0)
+        >>> best = tuner.get_best_models(1)[0]
     """
 
     objective = keras_tuner.Objective("w1_exact", direction="min")
@@ -534,10 +534,15 @@ class WassersteinCriticHyperModel(_LipschitzHyperModel):
         held_out_pairs: `(p, q)`, held-out samples `(n, data_dim)` of P and Q.
         penalties: penalty names (`"none"` default; `"gp"`, `"lp"`, `"alp"`,
             `"maxgp"`, `"maxal"`).
-        penalty_weight, alp_epsilon_low, alp_epsilon_high,
+        penalty_weight: as in `WGANHyperModel`.
+        alp_epsilon_low: as in `WGANHyperModel`.
+        alp_epsilon_high: as in `WGANHyperModel`.
         alp_power_iterations: as in `WGANHyperModel`.
         constraints: critic constraints (default bjorck, spectral, linf).
-        activations, group_sizes, critic_depth, critic_width: see `critic_mlp`.
+        activations: see `critic_mlp`.
+        group_sizes: see `critic_mlp`.
+        critic_depth: see `critic_mlp`.
+        critic_width: see `critic_mlp`.
         learning_rate: a number or a `(low, high)` log range.
         seed: seed of the penalties.
         name: hypermodel name.
@@ -545,10 +550,10 @@ class WassersteinCriticHyperModel(_LipschitzHyperModel):
 
     Example:
 
-    >>> p, q = tflip.datasets.three_cones(8192, seed=0)
-    >>> hypermodel = WassersteinCriticHyperModel(2, tflip.datasets.three_cones(1024, seed=1))
-    >>> tuner = keras_tuner.RandomSearch(hypermodel, objective=hypermodel.objective, max_trials=8)
-    >>> tuner.search(p, q, batch_size=256, epochs=5, verbose=0)
+        >>> p, q = tflip.datasets.three_cones(8192, seed=0)
+        >>> hypermodel = WassersteinCriticHyperModel(2, tflip.datasets.three_cones(1024, seed=1))
+        >>> tuner = keras_tuner.RandomSearch(hypermodel, objective=hypermodel.objective, max_trials=8)
+        >>> tuner.search(p, q, batch_size=256, epochs=5, verbose=0)
     """
 
     objective = keras_tuner.Objective("val_wasserstein", direction="max")

@@ -28,7 +28,7 @@ class BjorckTightening(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=10, callbacks=[tflip.callbacks.BjorckTightening(30)])
+        >>> model.fit(x, y, epochs=10, callbacks=[tflip.callbacks.BjorckTightening(30)])
     """
 
     def __init__(self, iterations=30, verbose=1):

@@ -57,11 +57,12 @@ class CriticLevelSets(SummaryCallback):
         extent: `(x_min, x_max, y_min, y_max)`; default: the real samples'
             bounding box with a 50% margin. Samples outside are not drawn.
         seed: seed of the generated samples.
-        image_dir, strict: see `SummaryCallback`.
+        image_dir: also save the pictures as PNG files there (see `SummaryCallback`).
+        strict: re-raise logging failures instead of warning.
 
     Example:
 
-    >>> gan.fit(data, epochs=10, callbacks=[tflip.callbacks.CriticLevelSets(real[:500], "logs/pictures")])
+        >>> gan.fit(data, epochs=10, callbacks=[tflip.callbacks.CriticLevelSets(real[:500], "logs/pictures")])
     """
 
     def __init__(self, real, log_dir, every_n_epochs=1, fake=None, resolution=128, extent=None, seed=0,

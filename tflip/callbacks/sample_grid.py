@@ -48,11 +48,12 @@ class SampleGrid(SummaryCallback):
         value_range: the generator's output range mapped to black..white.
         zoom: integer enlargement (default: so the images are at least 64 px).
         seed: seed of the fixed latent vectors.
-        image_dir, strict: see `SummaryCallback`.
+        image_dir: also save the pictures as PNG files there (see `SummaryCallback`).
+        strict: re-raise logging failures instead of warning.
 
     Example:
 
-    >>> gan.fit(digits, epochs=50, callbacks=[tflip.callbacks.SampleGrid("logs/samples", image_shape=(8, 8))])
+        >>> gan.fit(digits, epochs=50, callbacks=[tflip.callbacks.SampleGrid("logs/samples", image_shape=(8, 8))])
     """
 
     def __init__(self, log_dir, every_n_epochs=1, n=16, columns=None, image_shape=None, value_range=(-1.0, 1.0),

@@ -88,12 +88,13 @@ class SpectrumLogger(SummaryCallback):
             beyond it: large layers are summarized, never materialized).
         spectral_plot: write the spectral-plot image.
         known_lipschitz: `{layer name: constant}` for layers tflip cannot bound.
-        image_dir, strict: see `SummaryCallback`.
+        image_dir: also save the pictures as PNG files there (see `SummaryCallback`).
+        strict: re-raise logging failures instead of warning.
 
     Example:
 
-    >>> gan.fit(data, epochs=20, callbacks=[
-    ...     tflip.callbacks.SpectrumLogger("logs/spectra", probe=real[:256])])
+        >>> gan.fit(data, epochs=20, callbacks=[
+        ...     tflip.callbacks.SpectrumLogger("logs/spectra", probe=real[:256])])
     """
 
     def __init__(

@@ -26,8 +26,8 @@ class ExactWasserstein(keras.callbacks.Callback):
 
     Example:
 
-    >>> monitor = ExactWasserstein(tflip.datasets.eight_gaussians(500, seed=1))
-    >>> gan.fit(data, epochs=10, callbacks=[monitor, keras.callbacks.TensorBoard("logs")])
+        >>> monitor = ExactWasserstein(tflip.datasets.eight_gaussians(500, seed=1))
+        >>> gan.fit(data, epochs=10, callbacks=[monitor, keras.callbacks.TensorBoard("logs")])
     """
 
     def __init__(self, real, every_n_epochs=1, seed=0, name="w1_exact"):

@@ -87,8 +87,8 @@ class GroupSort(_SortingActivation):
 
     Example:
 
-    >>> layer = GroupSort(group_size=2)
-    >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
+        >>> layer = GroupSort(group_size=2)
+        >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
     array([[1., 3., 2., 4.]], dtype=float32)
     """
 
@@ -132,8 +132,8 @@ class MaxMin(_SortingActivation):
 
     Example:
 
-    >>> layer = MaxMin()
-    >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
+        >>> layer = MaxMin()
+        >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
     array([[3., 4., 2., 1.]], dtype=float32)
     """
 
@@ -166,8 +166,8 @@ class FullSort(_SortingActivation):
 
     Example:
 
-    >>> layer = FullSort()
-    >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
+        >>> layer = FullSort()
+        >>> layer(np.array([[3.0, 1.0, 2.0, 4.0]], "float32")).numpy()
     array([[1., 2., 3., 4.]], dtype=float32)
     """
 

@@ -69,13 +69,12 @@ class LInfProjectedDense(ConstrainedDense):
         lipschitz: Positive bound on the matrix infinity-norm of the effective
             kernel, i.e. the layer's L-infinity Lipschitz constant.
         projection: `"forward"` or `"constraint"`, see above.
-        activation: Activation applied to the output, as in `keras.layers.Dense`.
-        use_bias: Whether to add a bias (it does not change the Lipschitz constant).
-        kernel_initializer: Initializer of the unconstrained kernel.
-        bias_initializer: Initializer of the bias.
-        kernel_regularizer: Regularizer on the unconstrained kernel variable.
-        bias_regularizer: Regularizer on the bias.
-        **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: `activation` (applied to the output), `use_bias` (a bias
+            does not change the Lipschitz constant), `kernel_initializer` (of
+            the unconstrained kernel), `bias_initializer`,
+            `kernel_regularizer` (on the unconstrained kernel variable),
+            `bias_regularizer`, as in `keras.layers.Dense`, and the base
+            `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: Tensor of shape `(..., input_dim)`.

@@ -132,9 +132,13 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
         dilation_rate: Int or pair (only with strides 1, as in TensorFlow).
         input_size: Optional `(h, w)`; required when the model's spatial size
             is not static at build time.
-        activation, use_bias, kernel_initializer, bias_initializer,
-        kernel_regularizer, bias_regularizer, activity_regularizer,
-        kernel_constraint, bias_constraint: As in `keras.layers.Conv2D`.
+        data_format: Only `"channels_last"` is supported.
+        use_bias: Whether to add a bias, as in `keras.layers.Conv2D`.
+        activity_regularizer: As in `keras.layers.Conv2D`.
+        **kwargs: `activation`, `kernel_initializer`, `bias_initializer`,
+            `kernel_regularizer`, `bias_regularizer`, `kernel_constraint`,
+            `bias_constraint` as in `keras.layers.Conv2D`, and the base
+            `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: Tensor `(batch, h, w, c_in)` (channels last).

@@ -17,8 +17,10 @@ stays positive, and the prediction stays `y`, for all `||delta||_p < r` with
   (L2-constrained networks: `lipschitz_upper_bound(model, norm=2)`);
 - `r = M / (2 L)` if `L` is measured into the L-infinity norm of the logits,
   i.e. each logit is L-Lipschitz (L-infinity networks with weights bounded in
-  the matrix infinity-norm, `lipschitz_upper_bound(model, norm="inf")`; this
-  is the paper's condition `M > L epsilon / 2`).
+  the matrix infinity-norm, `lipschitz_upper_bound(model, norm="inf")`).
+  Anil et al. (sec. 4.3) print the condition `M > K epsilon / 2`, a factor
+  of 4 weaker than this derivation allows (the linear example below breaks
+  it); tflip certifies only `M > 2 L epsilon`.
 
 The radius is measured in the input norm `p`, which only enters through `L`.
 Both bounds are tight: for the linear map `f(x) = (x_1, x_2)` (L2 and

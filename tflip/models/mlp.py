@@ -52,7 +52,7 @@ def lipschitz_mlp(input_dim, output_dim=1, depth=3, width=128, constraint="bjorc
 
     Example:
 
-    >>> critic = lipschitz_mlp(2, depth=3, width=128)  # Björck + GroupSort(2), 1-Lipschitz
+        >>> critic = lipschitz_mlp(2, depth=3, width=128)  # Björck + GroupSort(2), 1-Lipschitz
     """
     input_dim = _validation.positive_int("input_dim", input_dim)
     output_dim = _validation.positive_int("output_dim", output_dim)

@@ -34,14 +34,14 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
 
     Example:
 
-    >>> import keras, tflip
-    >>> from tflip.layers import BjorckDense, GroupSort
-    >>> critic = keras.Sequential([keras.Input((2,)), BjorckDense(64), GroupSort(2),
-    ...                            BjorckDense(1)])
-    >>> estimator = tflip.models.WassersteinCritic(critic)
-    >>> estimator.compile(keras.optimizers.Adam(1e-3))
-    >>> p, q = tflip.datasets.three_cones(4096)
-    >>> history = estimator.fit(p, q, batch_size=256, epochs=1, verbose=0)
+        >>> import keras, tflip
+        >>> from tflip.layers import BjorckDense, GroupSort
+        >>> critic = keras.Sequential([keras.Input((2,)), BjorckDense(64), GroupSort(2),
+        ...                            BjorckDense(1)])
+        >>> estimator = tflip.models.WassersteinCritic(critic)
+        >>> estimator.compile(keras.optimizers.Adam(1e-3))
+        >>> p, q = tflip.datasets.three_cones(4096)
+        >>> history = estimator.fit(p, q, batch_size=256, epochs=1, verbose=0)
     """
 
     def __init__(self, critic, penalty=None, **kwargs):

@@ -158,16 +158,16 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
 
     Example:
 
-    >>> import keras, tflip
-    >>> generator = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
-    ...                               keras.layers.Dense(2)])
-    >>> critic = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
-    ...                            keras.layers.Dense(1)])
-    >>> gan = tflip.models.WGAN(generator, critic, latent_dim=2,
-    ...                         penalty=tflip.penalties.LipschitzPenalty(10.0))
-    >>> gan.compile()  # Adam(1e-4, 0.5, 0.9) for both by default
-    >>> history = gan.fit(tflip.datasets.eight_gaussians(5120), batch_size=5 * 256,
-    ...                   epochs=1, verbose=0)
+        >>> import keras, tflip
+        >>> generator = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
+        ...                               keras.layers.Dense(2)])
+        >>> critic = keras.Sequential([keras.Input((2,)), keras.layers.Dense(64, "relu"),
+        ...                            keras.layers.Dense(1)])
+        >>> gan = tflip.models.WGAN(generator, critic, latent_dim=2,
+        ...                         penalty=tflip.penalties.LipschitzPenalty(10.0))
+        >>> gan.compile()  # Adam(1e-4, 0.5, 0.9) for both by default
+        >>> history = gan.fit(tflip.datasets.eight_gaussians(5120), batch_size=5 * 256,
+        ...                   epochs=1, verbose=0)
     """
 
     def __init__(

@@ -87,8 +87,8 @@ def operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance=1
     (data-dependent stopping rule), not for training steps.
 
     Args:
-        apply, apply_adjoint: the operator and its adjoint on batches (the
-            leading axis indexes the b vectors).
+        apply: the operator on batches (the leading axis indexes the b vectors).
+        apply_adjoint: its adjoint, on batches.
         block: starting block `(b, ...)`; its dtype is used throughout.
         tolerance: stop when the estimate changes by less than this (relative).
         max_iterations: cap on the iterations.

@@ -105,8 +105,9 @@ def spectral_clamp(matrix, ratio, sigma, left, right):
     Args:
         matrix: `(n, m)`.
         ratio: the bound r >= 1 on sigma_0 / sigma_1.
-        sigma, left, right: the top two singular triplets, as returned by
-            `top_singular_pairs`.
+        sigma: the top two singular values, as returned by `top_singular_pairs`.
+        left: the corresponding left singular vectors `(n, 2)`.
+        right: the corresponding right singular vectors `(m, 2)`.
 
     Returns:
         `(clamped, excess)`: the clamped matrix (dtype of `matrix`) and the

@@ -59,8 +59,8 @@ class SpectralGradientClamp(keras.optimizers.Optimizer):
 
     Example:
 
-    >>> optimizer = tflip.optimizers.SpectralGradientClamp(keras.optimizers.Adam(1e-4), ratio=2.0)
-    >>> gan.compile(generator_optimizer=optimizer)
+        >>> optimizer = tflip.optimizers.SpectralGradientClamp(keras.optimizers.Adam(1e-4), ratio=2.0)
+        >>> gan.compile(generator_optimizer=optimizer)
     """
 
     def __init__(self, inner_optimizer, ratio=2.0, iterations=1, name=None, **kwargs):

@@ -71,7 +71,7 @@ class AdversarialLipschitzPenalty(Penalty):
 
     Example:
 
-    >>> penalty = AdversarialLipschitzPenalty(weight=100.0, epsilon=(0.1, 10.0))
+        >>> penalty = AdversarialLipschitzPenalty(weight=100.0, epsilon=(0.1, 10.0))
     """
 
     def __init__(

@@ -18,12 +18,16 @@ class GradientPenalty(GradientNormPenalty):
 
     Args:
         weight: lambda, 10 in the paper.
-        sampling, noise_std, norm, interval, seed: see `GradientNormPenalty`.
+        sampling: see `GradientNormPenalty`.
+        noise_std: see `GradientNormPenalty`.
+        norm: see `GradientNormPenalty`.
+        interval: see `GradientNormPenalty`.
+        seed: see `GradientNormPenalty`.
 
     Example:
 
-    >>> penalty = GradientPenalty(weight=10.0)
-    >>> # critic loss = mean f(fake) - mean f(real) + penalty(critic, real, fake)
+        >>> penalty = GradientPenalty(weight=10.0)
+        >>> # critic loss = mean f(fake) - mean f(real) + penalty(critic, real, fake)
     """
 
     def penalty_from_norms(self, norms):
@@ -43,11 +47,14 @@ class LipschitzPenalty(GradientNormPenalty):
             LP tolerates large values such as 100).
         sampling: `"interpolates"` (default), `"real_perturbation"` or
             `"real_fake_perturbation"` (Petzka appendix D.4).
-        noise_std, norm, interval, seed: see `GradientNormPenalty`.
+        noise_std: see `GradientNormPenalty`.
+        norm: see `GradientNormPenalty`.
+        interval: see `GradientNormPenalty`.
+        seed: see `GradientNormPenalty`.
 
     Example:
 
-    >>> penalty = LipschitzPenalty(weight=5.0, sampling="real_perturbation")
+        >>> penalty = LipschitzPenalty(weight=5.0, sampling="real_perturbation")
     """
 
     def penalty_from_norms(self, norms):

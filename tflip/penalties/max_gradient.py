@@ -32,11 +32,11 @@ class MaxGradientPenalty(GradientNormPenalty):
             re-evaluated at every step. The paper found the buffer usually
             unnecessary. Under a distribution strategy the buffer is shared
             and updated from the first replica's points.
-        sampling, noise_std, norm, interval, seed: see `GradientNormPenalty`.
+        **kwargs: `sampling`, `noise_std`, `norm`, `interval`, `seed`: see `GradientNormPenalty`.
 
     Example:
 
-    >>> penalty = MaxGradientPenalty(weight=10.0)
+        >>> penalty = MaxGradientPenalty(weight=10.0)
     """
 
     def __init__(self, weight=10.0, one_sided=False, buffer_size=0, **kwargs):
@@ -120,12 +120,12 @@ class MaxGradientAugmentedLagrangian(MaxGradientPenalty):
     Args:
         rho: the quadratic coefficient (>= 0).
         multiplier_lr: the step size of the multiplier update (> 0).
-        buffer_size, sampling, noise_std, norm, seed: see `MaxGradientPenalty`.
+        **kwargs: `buffer_size`, `sampling`, `noise_std`, `norm`, `seed`: see `MaxGradientPenalty`.
 
     Example:
 
-    >>> penalty = MaxGradientAugmentedLagrangian(rho=10.0, multiplier_lr=1e-3)
-    >>> # after training on a converged critic: float(penalty.multiplier) ~ W1
+        >>> penalty = MaxGradientAugmentedLagrangian(rho=10.0, multiplier_lr=1e-3)
+        >>> # after training on a converged critic: float(penalty.multiplier) ~ W1
     """
 
     def __init__(self, rho=10.0, multiplier_lr=1e-3, **kwargs):

@@ -20,7 +20,7 @@ class WeightClipping(Penalty):
 
     Example:
 
-    >>> penalty = WeightClipping(clip=0.01)
+        >>> penalty = WeightClipping(clip=0.01)
     """
 
     def __init__(self, clip=0.01, **kwargs):
