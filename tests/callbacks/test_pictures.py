@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tflip
 from tests.callbacks.events import last, png_size, read_events
+from tests.layer_checks import mirrored_strategy
 from tests.models.helpers import toy_gan
 from tflip.callbacks import CriticLevelSets, SampleGrid
 from tflip.callbacks.level_sets import critic_field
@@ -54,7 +55,7 @@ def test_level_sets_need_fake_samples_without_generate(tmp_path, rng):
 
 def test_gan_pictures_under_mirrored_strategy(tmp_path):
     data = tflip.datasets.eight_gaussians(256, seed=0)
-    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    with mirrored_strategy().scope():
         gan = toy_gan("lp")
         gan.compile()
     gan.fit(data, batch_size=64, epochs=2, verbose=0,

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tflip
 from tests.callbacks.events import histogram_matches, last, png_size, read_events
+from tests.layer_checks import mirrored_strategy
 from tests.models.helpers import mlp, toy_gan
 from tests.ops.test_conv import numpy_conv_matrix, strided_circular_matrix
 from tflip.callbacks import SpectrumLogger
@@ -180,7 +181,7 @@ def check_gan_spectra(gan, events):
 
 
 def test_wgan_under_mirrored_strategy(tmp_path):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy()
     data = tflip.datasets.eight_gaussians(256, seed=0)
     with strategy.scope():
         gan = toy_gan("gp")

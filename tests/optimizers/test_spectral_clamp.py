@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tflip
 from tests.callbacks.events import last, read_events
+from tests.layer_checks import mirrored_strategy
 from tests.models.helpers import toy_gan
 from tflip.optimizers import SpectralGradientClamp
 
@@ -100,7 +101,7 @@ def linear_regression_fit(strategy, clamp=True):
 def test_mirrored_strategy_clamps_the_summed_gradient():
     """Per-replica clamping would differ from one device; clamping the all-reduced gradient does not."""
     single = linear_regression_fit(tf.distribute.get_strategy())
-    mirrored = linear_regression_fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    mirrored = linear_regression_fit(mirrored_strategy())
     unclamped = linear_regression_fit(tf.distribute.get_strategy(), clamp=False)
     for a, b in zip(single.weights, mirrored.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
