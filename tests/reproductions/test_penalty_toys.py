@@ -1,36 +1,16 @@
 """Smoke runs of the penalty reproductions: benchmarks/repro_{petzka_gp_vs_lp,zhou_maxgp,terjek_regression}.py."""
 
-import json
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.reproductions.helpers import assert_png as _assert_png
+from tests.reproductions.helpers import benchmarks_on_path  # noqa: F401
+from tests.reproductions.helpers import load_json as _load
 from tflip.metrics import optimal_transport_plan, wasserstein1_exact
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _benchmarks_on_path():
-    sys.path.insert(0, BENCHMARKS)
-    yield
-    sys.path.remove(BENCHMARKS)
-
-
-def _load(path):
-    with open(path) as handle:
-        return json.load(handle)
-
-
-def _assert_png(path):
-    image = tf.io.decode_png(tf.io.read_file(str(path)))
-    assert image.shape[0] >= 100 and image.shape[1] >= 100 and image.shape[2] in (3, 4)
-    # A blank canvas would mean nothing was drawn.
-    assert float(tf.math.reduce_std(tf.cast(image, tf.float32))) > 1.0
+pytestmark = pytest.mark.usefixtures("benchmarks_on_path")
 
 
 def _finite(values):
