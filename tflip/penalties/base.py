@@ -7,11 +7,14 @@ its own diagnostics are Keras metrics (`penalty.metrics`), and
 step, weight clipping). Models treat every penalty alike through this protocol.
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 
 from tflip import _validation
 from tflip._replica import SeedCounter, global_statistics
+from tflip.layers.base import iter_layers
 
 _SAMPLINGS = ("interpolates", "real_perturbation", "real_fake_perturbation")
 
@@ -163,6 +166,34 @@ def input_gradients(critic, points):
     return tf.cast(tape.gradient(total, points), "float32")
 
 
+def batch_coupling_layers(critic):
+    """Names of the critic's layers that mix the samples of a batch in training mode.
+
+    A trainable `BatchNormalization` normalizes with the batch's statistics,
+    so each output depends on every input of the batch (a frozen one uses its
+    moving statistics and is per-sample).
+    """
+    return [
+        layer.name for layer in iter_layers(critic)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+
+
+def warn_if_batch_coupled(critic, penalty_name):
+    """Warns that an input-gradient penalty cannot constrain a critic with batch-coupling layers."""
+    coupled = batch_coupling_layers(critic)
+    if coupled:
+        warnings.warn(
+            f"{penalty_name}: the critic has BatchNormalization layers {coupled} that mix the samples of a batch "
+            "in training mode, so the input gradient of the batch sum is not each sample's own gradient and the "
+            "penalty constrains something other than the critic's Lipschitz constant (measured: LipschitzPenalty "
+            "did not change the gradient norms of such a critic). Use LayerNormalization or no normalization in "
+            "the critic, or AdversarialLipschitzPenalty, which does not rely on input gradients.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class GradientNormPenalty(Penalty):
     """Base of the penalties on input-gradient norms at sampled points.
 
@@ -243,6 +274,7 @@ class GradientNormPenalty(Penalty):
 
     def gradient_norms(self, critic, points):
         """Dual norms of the critic's input gradients at `points`."""
+        warn_if_batch_coupled(critic, type(self).__name__)
         return vector_norms(input_gradients(critic, points), dual_norm_exponent(self.norm))
 
     def record(self, norms, maximum=None):
