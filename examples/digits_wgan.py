@@ -7,8 +7,11 @@ by the norm of the reshaped kernel, so with MaxMin activations the critic is
 1-Lipschitz by construction and needs no penalty, up to the accuracy of the
 persistent power iteration that estimates each norm. That estimate approaches
 the norm from below and lags behind the training updates, more so as the
-normalized spectra flatten, so the exact norms (logged) can exceed 1 by a few
-percent; `--power-iterations` trades speed for accuracy. The generator is a small
+normalized spectra flatten, so between refreshes the exact norms (logged) can
+exceed 1 by a few percent. `tflip.callbacks.PowerIterationRefresh` converges
+the estimates at the start, every `--refresh-every` batches and at the end
+of training, so the final critic is exactly normalized; `--power-iterations`
+trades speed for accuracy in between. The generator is a small
 ReLU network: Dense -> 4x4 feature maps -> transposed convolution to 8x8 ->
 tanh, matching the digits' [-1, 1] pixel range.
 
@@ -83,19 +86,6 @@ def conv_generator(latent_dim, width):
     )
 
 
-def warm_up_power_iteration(model, steps):
-    """Advances the power iteration of every normalized layer `steps` times, without training.
-
-    The stored vectors start random, so for the first steps the estimated
-    norms are too small and the critic is not yet 1-Lipschitz; a warm start
-    on the initial kernels fixes that for the price of a few small eager ops.
-    """
-    for layer in model.layers:
-        if hasattr(layer, "power_vector"):
-            for _ in range(steps):
-                layer.effective_kernel(training=True)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100)
@@ -106,8 +96,8 @@ def main(argv=None):
     parser.add_argument("--activation", default="maxmin", choices=("maxmin", "groupsort", "fullsort", "relu"),
                         help="critic activation (the sorting ones preserve gradient norms)")
     parser.add_argument("--power-iterations", type=int, default=1, help="per training call and layer")
-    parser.add_argument("--warmup", type=int, default=100,
-                        help="power-iteration steps on the initial kernels before training")
+    parser.add_argument("--refresh-every", type=int, default=20,
+                        help="converge the power iterations every this many batches (0: only at start and end)")
     parser.add_argument("--penalty", default="none", choices=PENALTIES,
                         help="optional penalty on top of the normalization (default none)")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -121,8 +111,8 @@ def main(argv=None):
     for name in ("epochs", "critic_batch_size", "n_critic", "width", "latent_dim", "power_iterations", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.warmup < 0:
-        parser.error("--warmup must be >= 0")
+    if args.refresh_every < 0:
+        parser.error("--refresh-every must be >= 0")
     if args.clamp is not None and args.clamp <= 1:
         parser.error("--clamp must be > 1")
     if args.smoke:
@@ -138,7 +128,6 @@ def main(argv=None):
     train = images[: 2 * batch_size] if args.smoke else images
 
     critic = conv_critic(args.width, args.activation, args.power_iterations)
-    warm_up_power_iteration(critic, args.warmup)
     generator = conv_generator(args.latent_dim, args.width)
     gan = tflip.models.WGAN(generator, critic, latent_dim=args.latent_dim, n_critic=args.n_critic,
                             penalty=None if args.penalty == "none" else args.penalty)
@@ -147,6 +136,7 @@ def main(argv=None):
         generator_optimizer = SpectralGradientClamp(generator_optimizer, ratio=args.clamp)
     gan.compile(keras.optimizers.Adam(args.learning_rate, beta_1=0.5, beta_2=0.9), generator_optimizer)
 
+    refresh = tflip.callbacks.PowerIterationRefresh(every_n_batches=args.refresh_every or None)
     spectra = tflip.callbacks.SpectrumLogger(os.path.join(logdir, "spectra"), every_n_epochs=args.log_every,
                                              probe=images[:256])
     samples = tflip.callbacks.SampleGrid(os.path.join(logdir, "samples"), every_n_epochs=args.log_every,
@@ -156,7 +146,7 @@ def main(argv=None):
           f"{'SpectralGradientClamp(Adam, ratio=%g)' % args.clamp if args.clamp else 'Adam'}; "
           f"TensorBoard logs in {logdir}")
     history = gan.fit(train, batch_size=batch_size, epochs=args.epochs, shuffle=True,
-                      verbose=0 if args.smoke else 2, callbacks=[spectra, samples])
+                      verbose=0 if args.smoke else 2, callbacks=[refresh, spectra, samples])
 
     # Certified: each Toeplitz layer is bounded by the circular convolution on a grid large
     # enough to hold the zero-padded one (`SpectralNormConv2D.lipschitz_upper_bound`), which

@@ -115,3 +115,37 @@ def operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance=1
             break
         previous = norm
     return norm, block
+
+
+def top_singular_vector(apply, apply_adjoint, start, block_size=8, tolerance=1e-7, max_iterations=500, seed=0):
+    """Largest singular value and right singular vector of A, warm-started from `start`.
+
+    Block power iteration (`operator_norm_by_subspace_iteration`) on a block
+    made of `start` and `block_size - 1` seeded random vectors, then the
+    Rayleigh-Ritz combination of the block that A stretches most. Converges
+    where a single power-iteration vector stalls (close top singular values);
+    for refreshing the stored vector of a normalized layer outside training
+    steps (data-dependent stopping rule).
+
+    Args:
+        apply: the operator on batches (the leading axis indexes vectors).
+        apply_adjoint: its adjoint, on batches.
+        start: the current estimate, shape `(1, ...)` as accepted by `apply`.
+        block_size: number of vectors iterated together (>= 1).
+        tolerance: relative change of the norm at which to stop.
+        max_iterations: cap on the iterations.
+        seed: seed of the extra random vectors.
+
+    Returns:
+        `(norm, vector)`: the norm as a Python float (a lower bound of ||A||,
+        exact at convergence) and the unit vector, shaped like `start`.
+    """
+    start = tf.convert_to_tensor(start)
+    extra = tf.random.stateless_normal((block_size - 1, *start.shape[1:]), seed=[seed, 0], dtype=start.dtype)
+    block = tf.concat([l2_normalize(start), extra], 0)
+    norm, block = operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance, max_iterations)
+    images = tf.reshape(apply(block), (block_size, -1))
+    # images = P S Q^T: the unit combination c of the block rows maximizing ||c^T images|| is P[:, 0].
+    _, left, _ = tf.linalg.svd(images)
+    vector = tf.tensordot(left[:, 0], block, axes=1)[None]
+    return norm, l2_normalize(vector)
