@@ -69,10 +69,26 @@ def test_power_iteration_norm_and_certified_bound(rng, case):
     k, c_in, c_out, stride, padding, size, dilation = case
     kernel = rng.normal(size=(k, k, c_in, c_out))
     geometry = ConvGeometry((size, size), (stride, stride), padding, (dilation, dilation))
-    exact = np.linalg.norm(conv_matrix(kernel, geometry), 2)
+    exact = np.linalg.norm(numpy_conv_matrix(kernel, size, stride, padding), 2) if dilation == 1 else (
+        np.linalg.norm(conv_matrix(kernel, geometry), 2))
     assert conv_operator_norm(kernel, geometry) == pytest.approx(exact, rel=1e-5)
+    # Circular (Gram iteration) bound: above the exact norm, with slack on these small inputs.
+    assert conv_norm_upper_bound(kernel, geometry, exact_limit=0) >= exact * (1 - 1e-12)
+    # Small enough for the explicit-matrix path: the exact norm, raised only by the rounding margin.
     bound = conv_norm_upper_bound(kernel, geometry)
-    assert bound >= exact * (1 - 1e-12)
+    assert exact <= bound <= exact * (1 + 1e-9)
+
+
+def test_exact_path_removes_the_circular_slack_on_digit_sized_inputs(rng):
+    """A stride-2 conv on a 4x4 input: the circular bound is loose, the certified bound is now exact."""
+    kernel = rng.normal(size=(4, 4, 8, 16))
+    geometry = ConvGeometry((4, 4), (2, 2), "same")
+    exact = np.linalg.norm(numpy_conv_matrix(kernel, 4, 2, "same"), 2)
+    assert conv_norm_upper_bound(kernel, geometry, exact_limit=0) > 1.02 * exact
+    assert exact <= conv_norm_upper_bound(kernel, geometry) <= exact * (1 + 1e-9)
+    # Above the limit (input 4 * 4 * 8 = 128 entries) the circular bound is used.
+    assert conv_norm_upper_bound(kernel, geometry, exact_limit=127) == conv_norm_upper_bound(
+        kernel, geometry, exact_limit=0)
 
 
 @pytest.mark.parametrize("stride,padding", [(1, "same"), (2, "same"), (1, "valid"), (2, "valid")])
@@ -81,7 +97,7 @@ def test_certified_bound_within_one_percent_at_realistic_size(rng, stride, paddi
     kernel = rng.normal(size=(3, 3, 2, 2))
     geometry = ConvGeometry((32, 32), (stride, stride), padding)
     exact = np.linalg.norm(conv_matrix(kernel, geometry), 2)
-    bound = conv_norm_upper_bound(kernel, geometry)
+    bound = conv_norm_upper_bound(kernel, geometry, exact_limit=0)
     assert exact <= bound <= 1.01 * exact
 
 
@@ -90,7 +106,7 @@ def test_gram_bound_converges_to_circular_norm(rng):
     kernel = rng.normal(size=(3, 3, 4, 4))
     geometry = ConvGeometry((14, 14), (1, 1), "same")  # grid 16 x 16
     circular = float(circular_conv_singular_values(kernel, (16, 16))[0])
-    bound = conv_norm_upper_bound(kernel, geometry, iterations=6)
+    bound = conv_norm_upper_bound(kernel, geometry, iterations=6, exact_limit=0)
     assert circular * (1 - 1e-6) <= bound <= 1.005 * circular
 
 

@@ -8,6 +8,7 @@ NOT the norm of the reshaped kernel (which only bounds it up to a factor;
 Sargent lemma 2.4.8). Everything here works on that true operator.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tflip.ops.gram import gram_iteration_bound
@@ -228,23 +229,47 @@ def circular_conv_singular_values(kernel, input_size, strides=(1, 1), dilation=(
     return tf.sort(values, direction="DESCENDING")
 
 
-def conv_norm_upper_bound(kernel, geometry, iterations=6):
+# Largest input or output dimension (h * w * c) for which `conv_norm_upper_bound` computes the exact norm from the
+# explicit matrix: a float64 SVD of at most 1024 x 1024 takes a fraction of a second.
+EXACT_NORM_LIMIT = 1024
+# Relative margin on a float64 SVD's largest singular value: LAPACK's error is a small multiple of n * 1.1e-16.
+_SVD_MARGIN = 1e-10
+
+
+def conv_norm_upper_bound(kernel, geometry, iterations=6, exact_limit=EXACT_NORM_LIMIT):
     """Certified upper bound of the zero-padded convolution's operator norm.
 
-    The zero-padded (and possibly strided) convolution on an `n x m` input is
-    a restriction of the full linear convolution, which equals the circular
-    convolution on the `(n + k - 1) x (m + k - 1)` grid applied to the
-    zero-embedded input; restriction and subsampling only lower the norm.
-    Strides subsample the outputs; the polyphase decomposition keeps the
-    bound tight for them (rather than bounding by the stride-1 norm).
-    The circular norm is the largest spectral norm of the frequency blocks,
-    bounded from above by Gram iteration (Delattre, Barthelemy, Araujo,
-    Allauzen, 2023). Computed in float64 so rounding cannot break the bound
-    in practice.
+    Small convolutions (input and output dimension `h * w * c` at most
+    `exact_limit`) get the exact norm: the largest singular value of the
+    explicit matrix by float64 SVD, raised by a relative 1e-10 to cover
+    rounding. On small inputs the circular bound below has the most slack
+    (measured 1.12-1.18x for stride-2 convolutions on 8x8 digits).
+
+    Otherwise: the zero-padded (and possibly strided) convolution on an
+    `n x m` input is a restriction of the full linear convolution, which
+    equals the circular convolution on the `(n + k - 1) x (m + k - 1)` grid
+    applied to the zero-embedded input; restriction and subsampling only
+    lower the norm. Strides subsample the outputs; the polyphase
+    decomposition keeps the bound tight for them (rather than bounding by the
+    stride-1 norm). The circular norm is the largest spectral norm of the
+    frequency blocks, bounded from above by Gram iteration (Delattre,
+    Barthelemy, Araujo, Allauzen, 2023). Computed in float64 so rounding
+    cannot break the bound in practice.
+
+    Args:
+        kernel: `(kh, kw, c_in, c_out)` kernel.
+        geometry: the `ConvGeometry` (input size, strides, padding, dilation).
+        iterations: Gram iterations of the circular bound.
+        exact_limit: largest input/output dimension computed exactly (0
+            always uses the circular bound).
 
     Returns:
         A Python float >= the exact operator norm.
     """
+    h, w = geometry.input_size
+    out_h, out_w = geometry.output_size(kernel.shape[:2])
+    if max(h * w * kernel.shape[2], out_h * out_w * kernel.shape[3]) <= exact_limit:
+        return float(np.linalg.norm(conv_matrix(kernel, geometry), 2)) * (1.0 + _SVD_MARGIN)
     kernel = dilate_kernel(tf.cast(kernel, tf.float64), geometry.dilation)
     # The smallest grid that holds the full linear convolution without
     # wrap-around and that the strides divide.
