@@ -25,6 +25,10 @@ def test_wasserstein_smoke(tmp_path):
     assert summary["paper_table1"]["ReLU"]["128"]["3"] == 0.51
     assert {r["task"] for r in summary["results"]} == {"absolute_value", "three_cones", "cone"}
     assert {r["constraint"] for r in summary["results"] if r["task"] == "cone"} == {"bjorck", "spectral"}
+    long_runs = [r for r in summary["results"] if r.get("budget") == "long"]
+    config = summary["config"]
+    assert [[r["activation"], r["dimension"], r["depth"]] for r in long_runs] == config["long_runs"]
+    assert all(r["steps"] == config["long_steps"] and r["constraint"] == "bjorck" for r in long_runs)
     for r in summary["results"]:
         numbers = [r["estimate"], r["exact_w1_eval_samples"], r["lipschitz_upper_bound"], *r["curve_val_estimate"]]
         assert all(math.isfinite(v) for v in numbers), r
