@@ -36,8 +36,6 @@ Adaptation to the digits (scikit-learn's 1797 8x8 images, shipped offline):
 Run: python benchmarks/repro_anil_robustness.py [--smoke] [--out DIR]
 """
 
-import argparse
-import json
 import os
 import time
 
@@ -46,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, run_costs, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.attacks import fgsm, pgd, robust_error  # noqa: E402
@@ -255,9 +254,7 @@ def format_table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny networks, few epochs and attack steps (tests)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="directory for results.json and the PNG")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny networks, few epochs and attack steps (tests)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = SMOKE if args.smoke else FULL
@@ -306,14 +303,9 @@ def main(argv=None):
         "results": results,
         "total_certificate_violations": sum(r["certificate_violations"] for r in results),
         "pictures": {"certified_accuracy": "certified_accuracy.png"},
-        "wall_seconds": time.perf_counter() - start,
-        # The machine is shared: CPU time (all threads) tells the cost apart from the waiting.
-        "cpu_seconds": time.process_time() - cpu_start,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        **run_costs(start, cpu_start),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"wrote {os.path.join(args.out, 'results.json')} ({summary['wall_seconds']:.0f} s)")
+    write_results(args.out, summary)
     return summary
 
 

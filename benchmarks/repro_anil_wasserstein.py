@@ -49,8 +49,6 @@ Run: python benchmarks/repro_anil_wasserstein.py [--smoke] [--out DIR]
 [--tasks absolute_value,three_cones,cone,cone_long]
 """
 
-import argparse
-import json
 import math
 import os
 import time
@@ -60,6 +58,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, run_costs, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.layers import BjorckDense, FullSort, GroupSort, MaxMin, SpectralNormDense  # noqa: E402
@@ -409,9 +408,7 @@ def format_table(results, activations):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny critics and few steps (tests)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="directory for results.json and the PNGs")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny critics and few steps (tests)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -492,14 +489,9 @@ def main(argv=None):
         "bias_free_one_layer_value": {str(d): v for d, v in ceilings.items()},
         "results": results,
         "pictures": pictures,
-        "wall_seconds": time.perf_counter() - start,
-        # The machine is shared: CPU time (all threads) tells the cost apart from the waiting.
-        "cpu_seconds": time.process_time() - cpu_start,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        **run_costs(start, cpu_start),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"wrote {os.path.join(args.out, 'results.json')} ({summary['wall_seconds']:.0f} s)")
+    write_results(args.out, summary)
     return summary
 
 

@@ -24,8 +24,6 @@ docs/reproductions/penalties.md for the discussion).
 Run: python benchmarks/repro_petzka_gp_vs_lp.py [--smoke] [--out DIR]
 """
 
-import argparse
-import json
 import os
 import platform
 import time
@@ -35,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.callbacks import ExactWasserstein  # noqa: E402
@@ -195,15 +194,9 @@ def summarize(results, toys, weights, last):
 def main(argv=None):
     """Runs the reproduction and writes `results.json`, `w1_curves.png` and `level_sets.png`.
 
-    Args:
-        argv: command-line arguments (see `--help`); `None` reads `sys.argv`.
-
-    Returns:
-        The result dictionary written to `results.json`.
+    Options: `--help`. Returns the dictionary written to `results.json`.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny networks and budget (seconds; tests)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny networks and budget (seconds; tests)")
     parser.add_argument("--iterations", type=int, default=200, help="generator iterations (paper: 500)")
     parser.add_argument("--width", type=int, default=64, help="units per hidden layer (paper: 512)")
     parser.add_argument("--n-critic", type=int, default=5, help="critic updates per generator update (paper: 10)")
@@ -275,8 +268,7 @@ def main(argv=None):
         "level_sets": level_stats, "wall_seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__},
     }
-    with open(os.path.join(args.out, "results.json"), "w") as handle:
-        json.dump(output, handle, indent=1)
+    write_results(args.out, output)
     plot_curves(os.path.join(args.out, "w1_curves.png"), results, args.toys, args.weights)
     write_png(os.path.join(args.out, "level_sets.png"), tile(rows), scale=0.5)
     print("\nFinal exact W1 (mean of the last evaluations) per lambda:")
@@ -287,7 +279,6 @@ def main(argv=None):
             print(f"  {toy:22s} {penalty}  {cells}   spread {spread:.4f}")
     for penalty in PENALTIES:
         print(f"  mean spread across lambda, {penalty}: {sensitivity[f'mean/{penalty}']['spread']:.4f}")
-    print(f"wall time {output['wall_seconds']:.0f} s; results in {args.out}")
     return output
 
 

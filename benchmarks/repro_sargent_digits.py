@@ -38,7 +38,6 @@ Run:
     nice -n 10 python benchmarks/repro_sargent_digits.py [--smoke] [--out DIR] [--seeds 0 1]
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -51,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, write_results  # noqa: E402
 
 from tflip import datasets  # noqa: E402
 from tflip.callbacks.sample_grid import tile_images  # noqa: E402
@@ -370,9 +370,7 @@ def k_curve_pixels(sweep, floor, reshape):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget (seconds), for tests")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory for results.json and the PNGs")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny budget (seconds), for tests")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="training seeds (default: 0 1); every k runs with every seed and the same budget, the "
                         "reshaped-kernel baseline with the first")
@@ -496,11 +494,9 @@ def main(argv=None):
     write_png(os.path.join(args.out, "k_curve.png"), k_curve_pixels(
         results["k_sweep"], results["frechet"]["noise_floor_test_vs_train"], (baseline_gain, reshape_fd)))
     results["wall_seconds"] = time.perf_counter() - start
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(finite_or_none(results), f, indent=1, allow_nan=False)
+    write_results(args.out, finite_or_none(results), allow_nan=False)
     print(json.dumps(finite_or_none({"k_sweep": results["k_sweep"],
                                      "reshape_vs_toeplitz": results["reshape_vs_toeplitz"]}), indent=1))
-    print(f"wall time {results['wall_seconds']:.0f} s; results in {args.out}")
     return results
 
 

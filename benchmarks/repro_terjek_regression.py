@@ -32,8 +32,6 @@ Scale: the paper trains 2^14 iterations; we train 2^12 by default (see
 Run: python benchmarks/repro_terjek_regression.py [--smoke] [--out DIR]
 """
 
-import argparse
-import json
 import os
 import platform
 import time
@@ -43,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.callbacks.level_sets import critic_field  # noqa: E402
@@ -212,15 +211,9 @@ def write_png(path, pixels):
 def main(argv=None):
     """Runs the reproduction and writes `results.json` and `gradient_norms.png`.
 
-    Args:
-        argv: command-line arguments (see `--help`); `None` reads `sys.argv`.
-
-    Returns:
-        The result dictionary written to `results.json`.
+    Options: `--help`. Returns the dictionary written to `results.json`.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget (tests)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny budget (tests)")
     parser.add_argument("--iterations", type=int, default=2**12, help="training iterations (paper: 2^14)")
     parser.add_argument("--batch", type=int, default=64, help="input-output pairs per step (paper: 64)")
     parser.add_argument("--regularization-batch", type=int, default=1024,
@@ -277,11 +270,9 @@ def main(argv=None):
         "wall_seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__},
     }
-    with open(os.path.join(args.out, "results.json"), "w") as handle:
-        json.dump(output, handle, indent=1)
+    write_results(args.out, output)
     plot_heatmaps(os.path.join(args.out, "gradient_norms.png"), maps, labels, args.resolution)
     print(f"optimum: MSE to target {output['optimum']['mse_to_target']:.4f}")
-    print(f"wall time {output['wall_seconds']:.0f} s; results in {args.out}")
     return output
 
 

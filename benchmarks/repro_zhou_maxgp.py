@@ -27,8 +27,6 @@ for this CPU budget; see docs/reproductions/penalties.md).
 Run: python benchmarks/repro_zhou_maxgp.py [--smoke] [--out DIR]
 """
 
-import argparse
-import json
 import os
 import platform
 import time
@@ -38,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from reproduction import reproduction_parser, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.callbacks import ExactWasserstein  # noqa: E402
@@ -297,15 +296,9 @@ def plot_maxal(path, fixed, wgan):
 def main(argv=None):
     """Runs the reproduction and writes `results.json`, `directions.png` and `maxal.png`.
 
-    Args:
-        argv: command-line arguments (see `--help`); `None` reads `sys.argv`.
-
-    Returns:
-        The result dictionary written to `results.json`.
+    Options: `--help`. Returns the dictionary written to `results.json`.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="separable setup only, tiny budget (tests)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
+    parser = reproduction_parser(__doc__, DEFAULT_OUT, "separable setup only, tiny budget (tests)")
     parser.add_argument("--steps", type=int, default=2000, help="critic steps per run")
     parser.add_argument("--epoch-steps", type=int, default=100, help="critic steps between records")
     parser.add_argument("--batch", type=int, default=64, help="critic batch")
@@ -379,8 +372,7 @@ def main(argv=None):
         "wall_seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__},
     }
-    with open(os.path.join(args.out, "results.json"), "w") as handle:
-        json.dump(output, handle, indent=1)
+    write_results(args.out, output)
     plot_directions(os.path.join(args.out, "directions.png"), records, pictured, cases, args)
     plot_maxal(os.path.join(args.out, "maxal.png"), fixed, wgan)
     for method, values in summary.items():
@@ -388,7 +380,6 @@ def main(argv=None):
               f"min {values['min_cosine_at_fake']:+.3f}  "
               f"segment interiors {values['mean_cosine_segment_interior']:+.3f}"
               f"  late range {values['late_cosine_range']:.3f}")
-    print(f"wall time {output['wall_seconds']:.0f} s; results in {args.out}")
     return output
 
 
