@@ -22,7 +22,7 @@ fixed latent vectors (`tflip.callbacks.SampleGrid`). At the end the script
 prints the certified Lipschitz upper bound of the critic, per layer and in
 total, next to the exact layer norms logged by the monitor (these layers are
 small enough for the certificate to be the exact norm of the explicit
-matrix, up to a 1e-10 rounding margin; unlike the power iteration it can
+matrix, up to a 1e-9 rounding margin; unlike the power iteration it can
 never be below it). `--clamp R` wraps the generator's optimizer in
 `tflip.optimizers.SpectralGradientClamp`, which keeps sigma_0 / sigma_1 of
 every generator update at most R (Sargent, section 4.2.3).

@@ -1,4 +1,4 @@
-"""Input-gradient penalties warn about critics whose BatchNormalization couples the samples of a batch."""
+"""Penalties warn about critics whose BatchNormalization couples the samples of a batch."""
 
 import warnings
 
@@ -16,7 +16,8 @@ from tflip.penalties import (
 )
 from tflip.penalties.base import batch_coupling_layers, input_gradients
 
-GRADIENT_PENALTIES = (GradientPenalty, LipschitzPenalty, MaxGradientPenalty, MaxGradientAugmentedLagrangian)
+BATCH_PENALTIES = (GradientPenalty, LipschitzPenalty, MaxGradientPenalty, MaxGradientAugmentedLagrangian,
+                   AdversarialLipschitzPenalty)
 
 
 def critic(normalization=None):
@@ -49,11 +50,11 @@ def test_batch_norm_makes_the_batch_sum_gradient_differ_from_each_samples_gradie
             np.testing.assert_allclose(batch_sum, own, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("penalty_class", GRADIENT_PENALTIES)
-def test_gradient_penalties_warn_on_batch_norm_critics(penalty_class):
+@pytest.mark.parametrize("penalty_class", BATCH_PENALTIES)
+def test_penalties_warn_on_batch_norm_critics(penalty_class):
     model = critic(keras.layers.BatchNormalization(name="bn"))
     real, fake = data()
-    with pytest.warns(UserWarning, match=r"BatchNormalization layers \['bn'\].*AdversarialLipschitzPenalty"):
+    with pytest.warns(UserWarning, match=r"BatchNormalization layers \['bn'\].*LayerNormalization"):
         value = penalty_class()(model, real, fake)
     assert np.isfinite(float(value))
 
@@ -61,14 +62,13 @@ def test_gradient_penalties_warn_on_batch_norm_critics(penalty_class):
 @pytest.mark.parametrize(
     "penalty_class, normalization",
     [(GradientPenalty, None), (LipschitzPenalty, "layer"), (MaxGradientPenalty, "frozen"),
-     (AdversarialLipschitzPenalty, "batch")],
+     (AdversarialLipschitzPenalty, "layer")],
 )
 def test_no_warning_without_batch_coupling(penalty_class, normalization):
     layer = {
         None: None,
         "layer": keras.layers.LayerNormalization(),
         "frozen": keras.layers.BatchNormalization(trainable=False),
-        "batch": keras.layers.BatchNormalization(),
     }[normalization]
     model = critic(layer)
     real, fake = data()

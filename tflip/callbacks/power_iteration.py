@@ -28,10 +28,12 @@ class PowerIterationRefresh(keras.callbacks.Callback):
 
     Args:
         every_n_batches: Also refresh after every this many training batches
-            (counted across epochs); `None` (default) refreshes only at the
-            start and end of training.
-        tolerance: Relative change of the norm at which the block iteration
-            stops.
+            (counted across epochs, as `on_train_batch_end` calls: with
+            `steps_per_execution > 1` one call covers several steps);
+            `None` (default) refreshes only at the start and end of training.
+        tolerance: Relative change of the norm between block iterations at
+            which they stop. The iteration runs in float32; the converged
+            norm is measured within about 1e-5 of the exact one.
         verbose: Print one line per layer at the end of training.
 
     Attributes:
@@ -39,6 +41,7 @@ class PowerIterationRefresh(keras.callbacks.Callback):
             factor by which the layer exceeded its `lipschitz` just before it
             (the converged norm over the stored-vector norm, >= 1 up to
             rounding).
+        history: `(training batches so far, report)` of every refresh.
         refreshes: Number of refreshes so far.
 
     Example:
@@ -53,30 +56,46 @@ class PowerIterationRefresh(keras.callbacks.Callback):
         self.tolerance = _validation.positive_number("tolerance", tolerance)
         self.verbose = verbose
         self.report = {}
+        self.history = []
         self.refreshes = 0
         self._batches = 0
+        self._seen = set()
 
-    def refresh(self, model):
-        """Converges every normalized layer of `model` now; returns the report."""
-        self.report = {}
+    def refresh(self, model, only_new=False):
+        """Converges the normalized layers of `model` now; returns the report.
+
+        Args:
+            model: the model whose layers (nested models included) are refreshed.
+            only_new: refresh only layers that no refresh of this training has reached yet.
+        """
+        report = {}
         for layer in power_iteration_layers(model):
+            if only_new and layer.path in self._seen:
+                continue
             stored, converged = layer.converge_power_vector(self.tolerance)
-            self.report[layer.path] = converged / stored if stored > 0 else float("inf")
-        self.refreshes += 1
-        return self.report
+            report[layer.path] = converged / stored if stored > 0 else float("inf")
+            self._seen.add(layer.path)
+        if report or not only_new:
+            self.report = report
+            self.history.append((self._batches, report))
+            self.refreshes += 1
+        return report
 
     def on_train_begin(self, logs=None):
         self._batches = 0
+        self._seen = set()
         self.refresh(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
         if self.every_n_batches is not None and self._batches % self.every_n_batches == 0:
             self.refresh(self.model)
+        elif self._batches == 1:
+            # A model without an Input is built by its first training step, after on_train_begin.
+            self.refresh(self.model, only_new=True)
 
     def on_train_end(self, logs=None):
         self.refresh(self.model)
         if self.verbose:
             for path, gain in self.report.items():
                 print(f"PowerIterationRefresh: {path}: constant was {gain:.6f} x lipschitz before the refresh")
-

@@ -34,10 +34,19 @@ class LipschitzLayer:
 
 
 def iter_layers(layer):
-    """`layer` and all layers nested in it (Sequential/functional models, a WGAN's critic and generator)."""
-    yield layer
-    for sublayer in getattr(layer, "layers", None) or ():
-        yield from iter_layers(sublayer)
+    """`layer` and every layer nested in it, each once, depth first.
+
+    Nested models (a WGAN's critic and generator) and layers tracked as
+    attributes of custom layers (residual blocks, wrappers) are included,
+    through Keras' own traversal of tracked sublayers.
+    """
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        yield layer
+        for sublayer in getattr(layer, "layers", None) or ():
+            yield from iter_layers(sublayer)
+        return
+    yield from flatten(include_self=True, recursive=True)
 
 
 def resolve_training(training):

@@ -5,6 +5,8 @@ the same code serves dense matrices and convolutions (whose adjoint is the
 transposed convolution) without ever materializing a matrix.
 """
 
+import math
+
 import tensorflow as tf
 
 _EPSILON = 1e-12
@@ -89,7 +91,8 @@ def operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance=1
     Args:
         apply: the operator on batches (the leading axis indexes the b vectors).
         apply_adjoint: its adjoint, on batches.
-        block: starting block `(b, ...)`; its dtype is used throughout.
+        block: starting block `(b, ...)`; its dtype is used throughout. Only
+            as many rows as the input space has dimensions are used.
         tolerance: stop when the estimate changes by less than this (relative).
         max_iterations: cap on the iterations.
 
@@ -97,6 +100,8 @@ def operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance=1
         `(norm, block)`: the norm as a Python float and the final block (a
         warm start for the next call).
     """
+    # More vectors than the space has dimensions cannot stay orthonormal (QR returns fewer columns).
+    block = block[: max(1, min(block.shape[0], math.prod(block.shape[1:])))]
     shape = block.shape
     count = shape[0]
 
@@ -131,7 +136,8 @@ def top_singular_vector(apply, apply_adjoint, start, block_size=8, tolerance=1e-
         apply: the operator on batches (the leading axis indexes vectors).
         apply_adjoint: its adjoint, on batches.
         start: the current estimate, shape `(1, ...)` as accepted by `apply`.
-        block_size: number of vectors iterated together (>= 1).
+        block_size: number of vectors iterated together (>= 1; at most the
+            dimension of the input space is used).
         tolerance: relative change of the norm at which to stop.
         max_iterations: cap on the iterations.
         seed: seed of the extra random vectors.
@@ -144,7 +150,7 @@ def top_singular_vector(apply, apply_adjoint, start, block_size=8, tolerance=1e-
     extra = tf.random.stateless_normal((block_size - 1, *start.shape[1:]), seed=[seed, 0], dtype=start.dtype)
     block = tf.concat([l2_normalize(start), extra], 0)
     norm, block = operator_norm_by_subspace_iteration(apply, apply_adjoint, block, tolerance, max_iterations)
-    images = tf.reshape(apply(block), (block_size, -1))
+    images = tf.reshape(apply(block), (block.shape[0], -1))
     # images = P S Q^T: the unit combination c of the block rows maximizing ||c^T images|| is P[:, 0].
     _, left, _ = tf.linalg.svd(images)
     vector = tf.tensordot(left[:, 0], block, axes=1)[None]

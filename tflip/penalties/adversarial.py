@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip._replica import global_statistics, safe_mean
-from tflip.penalties.base import Penalty, critic_values, vector_norms
+from tflip.penalties.base import Penalty, critic_values, vector_norms, warn_if_batch_coupled
 
 _FORMS = ("one_sided", "two_sided", "absolute_and_square")
 
@@ -129,6 +129,7 @@ class AdversarialLipschitzPenalty(Penalty):
         return direction
 
     def compute(self, critic, real, fake, random, values=None):
+        warn_if_batch_coupled(critic, type(self).__name__)
         x = tf.concat([tf.cast(real, "float32"), tf.cast(fake, "float32")], axis=0)
         values = critic_values(critic, x) if values is None else tf.concat(values, axis=0)
         # Draws per batch (real, fake) so each replica's rows match the single-device rows.

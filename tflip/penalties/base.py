@@ -180,15 +180,21 @@ def batch_coupling_layers(critic):
 
 
 def warn_if_batch_coupled(critic, penalty_name):
-    """Warns that an input-gradient penalty cannot constrain a critic with batch-coupling layers."""
+    """Warns that a penalty cannot constrain a critic whose batch-coupling layers mix its samples.
+
+    The input-gradient penalties take the gradient of the batch sum, which
+    is each sample's own gradient only for independent samples; ALP compares
+    critic values on two different batches (the samples and their perturbed
+    copies), each normalized with its own statistics.
+    """
     coupled = batch_coupling_layers(critic)
     if coupled:
         warnings.warn(
             f"{penalty_name}: the critic has BatchNormalization layers {coupled} that mix the samples of a batch "
-            "in training mode, so the input gradient of the batch sum is not each sample's own gradient and the "
-            "penalty constrains something other than the critic's Lipschitz constant (measured: LipschitzPenalty "
-            "did not change the gradient norms of such a critic). Use LayerNormalization or no normalization in "
-            "the critic, or AdversarialLipschitzPenalty, which does not rely on input gradients.",
+            "in training mode, so the per-sample quantities the penalty constrains (input gradients, or critic "
+            "values at perturbed points) depend on the rest of the batch, and the penalty does not bound the "
+            "critic's Lipschitz constant (measured: LipschitzPenalty did not change the gradient norms of such a "
+            "critic). Use LayerNormalization or no normalization in the critic.",
             UserWarning,
             stacklevel=3,
         )
