@@ -21,7 +21,7 @@ Setup: everything of `repro_sargent_digits.py` (8x8 digits, plain 5-conv
 critic, DCGAN-like generator, hinge loss, Adam with linear decay, 500
 generator steps, scored by the Fréchet digits distance on the features of a
 small digits classifier; lower is better). The baseline is the thesis' SN-GAN:
-the reshaped-kernel spectral normalization at k = 1, one seed per setting.
+the reshaped-kernel spectral normalization at k = 1, two seeds per setting.
 
 tflip's r(W) is the thesis' description of the metric (the normalized area
 under the spectral plot, sum_i sigma_i / (k sigma_max), 1 for a flat
@@ -31,7 +31,7 @@ penalty's failure (an inverse weight decay) is a property of the printed
 formula, so the spectra here test the metric, not that argument.
 
 Run:
-    nice -n 10 python benchmarks/repro_sargent_extensions.py [--smoke] [--out DIR] [--seed 0]
+    nice -n 10 python benchmarks/repro_sargent_extensions.py [--smoke] [--out DIR] [--seeds 0 1]
 """
 
 import os
@@ -59,11 +59,12 @@ THESIS_INCEPTION_SCORE = {
     "clamp_critic": {4.0: 3.84, 15.0: 7.92, 30.0: 7.95},
 }
 
-FULL = {"scale": "full", "settings": THESIS_INCEPTION_SCORE, "ratio_log_every": 25}
+FULL = {"scale": "full", "settings": THESIS_INCEPTION_SCORE, "ratio_log_every": 25, "seeds": (0, 1)}
 SMOKE = {
     "scale": "smoke",
     "settings": {"rank_penalty": {1.0: None}, "clamp_generator": {1.5: None}, "clamp_critic": {4.0: None}},
     "ratio_log_every": 5,
+    "seeds": (0,),
 }
 
 
@@ -130,18 +131,69 @@ def train(scale, setting, value, seed, x_train, frechet, reference, ratio_log_ev
         run["gradient_sigma_ratio"] = {"steps": ratios.steps, "mean": ratios.ratio_mean,
                                        "clamp_fraction": ratios.clamp_fraction}
         run["clamp_count"] = clamped.diagnostics()["clamp_count"]
-    print(f"{setting:16s} {'' if value is None else value:>5}: FD {run['fd_train']:.3f} "
+    print(f"seed {seed} {setting:16s} {'' if value is None else value:>5}: FD {run['fd_train']:.3f} "
           f"(trace {' '.join(f'{v:.2f}' for v in trace.values)}), generator mean r(W) "
           f"{run['generator_rank_collapse_mean']:.3f} [{run['seconds']:.0f} s]", flush=True)
     return run
 
 
+def plot_results(summary, path):
+    """Fréchet distance per setting (every seed, baseline band) and the gradients' sigma_0 / sigma_1 over training."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    runs = summary["runs"]
+    labels = []
+    for run in runs:
+        label = "baseline" if run["setting"] == "baseline" else f"{run['setting']}\n{run['value']:g}"
+        if label not in labels:
+            labels.append(label)
+    axes = figure.add_subplot(1, 2, 1)
+    baseline = [run["fd_train"] for run in runs if run["setting"] == "baseline"]
+    axes.axhspan(min(baseline), max(baseline), color="0.85", label="baseline (seeds)")
+    for run in runs:
+        label = "baseline" if run["setting"] == "baseline" else f"{run['setting']}\n{run['value']:g}"
+        axes.scatter(labels.index(label), run["fd_train"], color=f"C{run['seed']}", s=18,
+                     label=f"seed {run['seed']}" if run["setting"] == "baseline" else None)
+    axes.axhline(summary["frechet_noise_floor"], color="k", lw=0.8, ls="--", label="real test vs train")
+    axes.set_xticks(range(len(labels)))
+    axes.set_xticklabels(labels, rotation=60, fontsize=7)
+    axes.set_ylabel("Fréchet digits distance (lower is better)")
+    axes.set_ylim(0, None)
+    axes.legend(fontsize=7)
+    axes.set_title("SN-GAN baseline, r(W) penalty, spectral gradient clamping", fontsize=9)
+    axes = figure.add_subplot(1, 2, 2)
+    # One curve per network and seed: the run with the largest ratio r, the least clamped.
+    largest = {}
+    for run in runs:
+        if "gradient_sigma_ratio" in run:
+            largest[run["setting"]] = max(largest.get(run["setting"], 0.0), run["value"])
+    for run in runs:
+        trace = run.get("gradient_sigma_ratio")
+        if trace is None or run["value"] != largest[run["setting"]]:
+            continue
+        network = "critic" if run["setting"] == "clamp_critic" else "generator"
+        axes.plot(trace["steps"], trace["mean"], color="C3" if network == "critic" else "C0",
+                  ls="-" if run["seed"] == summary["seeds"][0] else "--", label=f"{network}, seed {run['seed']}")
+    axes.set_xlabel("generator steps")
+    axes.set_ylabel("mean sigma_0 / sigma_1 of the gradients")
+    axes.set_title("How low-rank the updates are (before clamping)", fontsize=9)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def main(argv=None):
     """Runs the baseline and every extension setting; returns the dictionary written to `results.json`."""
     parser = reproduction_parser(__doc__, DEFAULT_OUT, "tiny budget, one value per extension (tests)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (full: 0 1)")
     args = parser.parse_args(argv)
     config = SMOKE if args.smoke else FULL
+    seeds = tuple(args.seeds) if args.seeds else config["seeds"]
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds must be distinct, got {list(seeds)}")
     scale = digits.SCALES[config["scale"]]
     os.makedirs(args.out, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -153,17 +205,20 @@ def main(argv=None):
     floor = frechet(reference, x_test)
     print(f"classifier test accuracy {accuracy:.4f}; Fréchet noise floor {floor:.3f}", flush=True)
 
-    runs = [train(scale, "baseline", None, args.seed, x_train, frechet, reference, config["ratio_log_every"])]
-    for setting, values in config["settings"].items():
-        if setting == "baseline":
-            continue
-        for value in values:
-            runs.append(train(scale, setting, value, args.seed, x_train, frechet, reference,
-                              config["ratio_log_every"]))
+    runs = []
+    for seed in seeds:
+        runs.append(train(scale, "baseline", None, seed, x_train, frechet, reference, config["ratio_log_every"]))
+        for setting, values in config["settings"].items():
+            if setting == "baseline":
+                continue
+            for value in values:
+                runs.append(train(scale, setting, value, seed, x_train, frechet, reference,
+                                  config["ratio_log_every"]))
     summary = {
         "paper": "Sargent, Lipschitz constraints in Wasserstein GANs (thesis), sec. 5.5.2-5.5.3, figures 5.6-5.9",
         "mode": "smoke" if args.smoke else "full",
         "scale": config["scale"],
+        "seeds": list(seeds),
         "thesis_inception_score": {
             key: value if not isinstance(value, dict) else {str(k): v for k, v in value.items()}
             for key, value in THESIS_INCEPTION_SCORE.items()
@@ -173,6 +228,7 @@ def main(argv=None):
         "runs": digits.finite_or_none(runs),
         **run_costs(start, cpu_start),
     }
+    plot_results(summary, os.path.join(args.out, "extensions.png"))
     write_results(args.out, summary, allow_nan=False)
     return summary
 

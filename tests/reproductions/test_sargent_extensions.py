@@ -5,6 +5,7 @@ import math
 import pytest
 
 from tests.reproductions.helpers import (
+    assert_png,
     benchmarks_on_path,  # noqa: F401
     load_json,
 )
@@ -18,6 +19,7 @@ def test_extensions_smoke(tmp_path):
     returned = repro.main(["--smoke", "--out", str(tmp_path)])
     summary = load_json(tmp_path / "results.json")
     assert summary["mode"] == "smoke" and len(summary["runs"]) == len(returned["runs"])
+    assert summary["seeds"] == [0] and all(run["seed"] == 0 for run in summary["runs"])
     assert summary["thesis_inception_score"]["clamp_critic"]["15.0"] == 7.92
     assert summary["thesis_inception_score"]["rank_penalty"]["10.0"] == 0.99
     settings = [(run["setting"], run["value"]) for run in summary["runs"]]
@@ -40,3 +42,4 @@ def test_extensions_smoke(tmp_path):
                 assert run["clamp_count"] > 0
         else:
             assert "gradient_sigma_ratio" not in run
+    assert_png(tmp_path / "extensions.png")
