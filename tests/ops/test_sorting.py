@@ -145,6 +145,25 @@ def test_jacobian_is_a_permutation_matrix(rng, name):
     np.testing.assert_array_equal(jacobian.sum(axis=2), 1.0)
 
 
+@pytest.mark.parametrize("name", ["group_sort_2", "group_sort_4", "max_min"])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_jacobian_with_ties_is_a_permutation_matrix(rng, name, axis):
+    # Channels last and first take different code paths (transposed slots,
+    # halves). Values from {0, 1} tie in most groups.
+    shape = (3, 2, 8) if axis == -1 else (3, 8, 2)
+    x = tf.constant(rng.integers(0, 2, size=shape).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = SORTS[name](x, axis)
+    jacobian = tape.batch_jacobian(y, x).numpy().reshape(3, 16, 16)
+    assert set(np.unique(jacobian)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(jacobian.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(jacobian.sum(axis=2), 1.0)
+    # The output is the input permuted along the Jacobian.
+    flat_x = x.numpy().reshape(3, 16)
+    np.testing.assert_array_equal(np.einsum("bij,bj->bi", jacobian, flat_x), y.numpy().reshape(3, 16))
+
+
 @pytest.mark.parametrize("name", SORTS)
 def test_one_lipschitz_in_l2_and_linf(rng, name):
     x = rng.standard_normal((64, 12)).astype("float32")
