@@ -71,7 +71,7 @@ def test_activation_and_pooling_constants():
 
 
 def test_unknown_layer_raises_unless_declared():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(name="bn"), keras.layers.Dense(1)])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.LayerNormalization(name="bn"), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="bn"):
         lipschitz_upper_bound(model)
     kernel = model.layers[1].kernel.numpy()
@@ -106,3 +106,16 @@ def test_transposed_conv_bound_certifies_its_explicit_matrix(rng):
     exact = np.linalg.norm(model.predict(basis, verbose=0).reshape(108, -1).astype("float64"), 2)
     bound = lipschitz_upper_bound(model)
     assert exact * (1 - 1e-6) <= bound <= 1.1 * exact
+
+
+def test_batch_normalization_bound_is_the_largest_diagonal_entry_at_inference():
+    layer = keras.layers.BatchNormalization(epsilon=1e-3)
+    layer.build((None, 5))
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.normal(size=5), rng.normal(size=5), rng.normal(size=5), rng.uniform(0.1, 3, size=5)])
+    basis = np.eye(5, dtype="float32")
+    jacobian = np.asarray(layer(basis, training=False)) - np.asarray(layer(np.zeros((1, 5), "float32")))
+    expected = np.abs(np.diag(jacobian)).max()
+    np.testing.assert_allclose(np.abs(jacobian - np.diag(np.diag(jacobian))).max(), 0.0, atol=1e-6)
+    for norm in (2, "inf"):
+        np.testing.assert_allclose(layer_lipschitz_bound(layer, norm), expected, rtol=1e-5)

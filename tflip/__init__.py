@@ -10,6 +10,18 @@ except ImportError as error:  # pragma: no cover - exercised only without Tensor
         "'tensorflow[and-cuda]'` (or `pip install tflip[gpu]`)."
     ) from error
 
-from tflip import attacks, callbacks, datasets, layers, losses, metrics, models, ops, optimizers, penalties  # noqa: E402,F401
+from tflip import (  # noqa: E402,F401
+    attacks,
+    callbacks,
+    datasets,
+    export,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    penalties,
+)
 
 __version__ = "0.1.0"

@@ -73,8 +73,8 @@ class LayerSpectrum(NamedTuple):
 
 
 def _kernel(layer):
-    if hasattr(layer, "effective_kernel"):
-        return layer.effective_kernel(training=False)
+    if hasattr(layer, "inference_kernel"):
+        return layer.inference_kernel()
     return keras.ops.convert_to_tensor(layer.kernel)
 
 
@@ -104,8 +104,8 @@ def conv_operator(layer):
     operator (or its adjoint, for a transposed convolution: same singular
     values) the layer applies; 1-D convolutions are 2-D with height 1.
     """
-    if hasattr(layer, "geometry") and hasattr(layer, "effective_kernel"):  # tflip's SpectralNormConv2D
-        return layer.effective_kernel(training=False), layer.geometry
+    if hasattr(layer, "geometry") and hasattr(layer, "inference_kernel"):  # tflip's SpectralNormConv2D
+        return layer.inference_kernel(), layer.geometry
     conv_types = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)
     if type(layer) not in conv_types or getattr(layer, "data_format", "channels_last") != "channels_last":
         return None

@@ -70,6 +70,19 @@ def _pooling_bound(layer, norm):
     return math.sqrt(overlap / math.prod(pool))
 
 
+def _batch_normalization_bound(layer):
+    """Inference-mode BatchNormalization is diagonal: max_c |gamma_c| / sqrt(var_c + eps), in any p-norm.
+
+    In training mode it normalizes by batch statistics and has no such
+    constant; the bound certifies the deployed (inference) network.
+    """
+    variance = tf.cast(keras.ops.convert_to_tensor(layer.moving_variance), tf.float64)
+    scale = 1.0 / tf.sqrt(variance + layer.epsilon)
+    if layer.scale:
+        scale *= tf.abs(tf.cast(keras.ops.convert_to_tensor(layer.gamma), tf.float64))
+    return float(tf.reduce_max(scale))
+
+
 def layer_lipschitz_bound(layer, norm=2, known=None):
     """Certified Lipschitz constant of one layer (activation included).
 
@@ -101,6 +114,8 @@ def layer_lipschitz_bound(layer, norm=2, known=None):
         return max(1.0, abs(float(layer.negative_slope)))
     if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         return _pooling_bound(layer, norm)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _batch_normalization_bound(layer)
     if type(layer) is keras.layers.Dense:
         return dense_kernel_norm(layer.kernel, norm) * activation
     if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last" and norm == "inf":

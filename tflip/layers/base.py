@@ -21,6 +21,12 @@ class LipschitzLayer:
       Lipschitz constant in the given input/output norm (`2` or `"inf"`),
       computed independently of any running estimate. Returns a float.
 
+    - `plain_keras_layer()`: a built-in Keras layer (`Dense`, `Conv2D`...),
+      built and holding the effective inference kernel in float32, that
+      computes what the layer computes at inference; `None` for layers that
+      `tflip.export.to_plain_keras` keeps as they are (weightless
+      activations).
+
     Layers without weights (activations) return constants.
     """
 
@@ -31,6 +37,18 @@ class LipschitzLayer:
 
     def lipschitz_upper_bound(self, norm=2):
         raise NotImplementedError
+
+    def plain_keras_layer(self):
+        return None
+
+    def plain_layer_options(self):
+        """Constructor arguments every exported layer takes from this one."""
+        return {
+            "name": self.name,
+            "dtype": self.dtype_policy,
+            "activation": getattr(self, "activation", None),
+            "use_bias": getattr(self, "use_bias", False),
+        }
 
 
 def iter_layers(layer):

@@ -53,8 +53,18 @@ class BjorckDense(ConstrainedDense):
     def __init__(self, units, lipschitz=1.0, iterations=5, inference_iterations=20, order=1, **kwargs):
         super().__init__(units, lipschitz=lipschitz, **kwargs)
         self.iterations = _validation.positive_int("iterations", iterations)
-        self.inference_iterations = _validation.positive_int("inference_iterations", inference_iterations)
+        self.inference_iterations = inference_iterations
         self.order = _validation.positive_int("order", order)
+
+    @property
+    def inference_iterations(self):
+        return self._inference_iterations
+
+    @inference_iterations.setter
+    def inference_iterations(self, value):
+        self._inference_iterations = _validation.positive_int("inference_iterations", value)
+        # The cached kernel was computed with the old count.
+        self.invalidate_kernel_cache()
 
     def effective_kernel(self, training=False, iterations=None):
         """`lipschitz * bjorck(W)` in float32; `iterations` overrides the mode's count."""
@@ -64,7 +74,7 @@ class BjorckDense(ConstrainedDense):
 
     def operator_norm(self):
         """Largest singular value of the effective kernel at inference (float32 SVD)."""
-        return tf.linalg.svd(self.effective_kernel(training=False), compute_uv=False)[0]
+        return tf.linalg.svd(self.inference_kernel(), compute_uv=False)[0]
 
     def orthonormality_error(self, iterations=None):
         """max_i |sigma_i / lipschitz - 1| of the effective kernel (after `iterations` steps)."""

@@ -4,16 +4,19 @@ import keras
 
 from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.norms import dense_kernel_norm
 
 
-class ConstrainedDense(KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
-    """A Dense layer whose kernel is replaced by an effective kernel in every call.
+class ConstrainedDense(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
+    """A Dense layer whose kernel is replaced by an effective kernel.
 
     Subclasses implement `effective_kernel(training=False)`, which reads the
     raw float32 kernel (`self.raw_kernel()`) and returns the constrained one in
-    float32. The trainable variable is never overwritten, so the constraint
-    is differentiated through.
+    float32. Training calls recompute it and are differentiated through it
+    (the trainable variable is never overwritten); inference calls use the
+    cached kernel of `CachedKernelLayer`, recomputed only after the raw
+    weights changed.
 
     Args:
         units: Output dimension.
@@ -58,6 +61,7 @@ class ConstrainedDense(KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
         self.add_kernel_and_bias((input_dim, self.units), *self.kernel_initializer_and_constraint())
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
         self.build_state(input_dim)
+        self.build_kernel_cache((input_dim, self.units))
 
     def kernel_initializer_and_constraint(self):
         """Hook for subclasses that constrain the variable itself."""
@@ -66,6 +70,9 @@ class ConstrainedDense(KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
     def build_state(self, input_dim):
         """Hook for subclasses to create non-trainable state."""
 
+    def kernel_cache_sources(self):
+        return [self.kernel]
+
     def raw_kernel(self):
         return float32_variable_read(self.kernel)
 
@@ -73,7 +80,7 @@ class ConstrainedDense(KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
         raise NotImplementedError
 
     def call(self, inputs, training=None):
-        kernel = self.effective_kernel(training=resolve_training(training))
+        kernel = self.call_kernel(resolve_training(training))
         outputs = keras.ops.matmul(inputs, keras.ops.cast(kernel, self.compute_dtype))
         return self.add_bias_and_activate(outputs)
 
@@ -82,7 +89,14 @@ class ConstrainedDense(KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
 
     def lipschitz_upper_bound(self, norm=2):
         """Exact norm of the effective kernel at inference: SVD for `norm=2`, column L1 for "inf"."""
-        return dense_kernel_norm(self.effective_kernel(training=False), norm)
+        return dense_kernel_norm(self.inference_kernel(), norm)
+
+    def plain_keras_layer(self):
+        """A built `keras.layers.Dense` holding the inference kernel (float32) and bias."""
+        dense = keras.layers.Dense(self.units, **self.plain_layer_options())
+        dense.build((None, self.kernel.shape[0]))
+        dense.set_weights([self.inference_kernel().numpy()] + ([self.bias.numpy()] if self.use_bias else []))
+        return dense
 
     def get_config(self):
         return {

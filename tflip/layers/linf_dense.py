@@ -107,6 +107,10 @@ class LInfProjectedDense(ConstrainedDense):
 
         return initializer, constraint
 
+    def kernel_cache_sources(self):
+        # A kernel projected after each update is used as it is: nothing to cache.
+        return [self.kernel] if self.projection == "forward" else None
+
     def effective_kernel(self, training=False):
         """The float32 kernel acting on the input (projected in forward mode)."""
         kernel = self.raw_kernel()
@@ -116,7 +120,7 @@ class LInfProjectedDense(ConstrainedDense):
 
     def operator_norm(self):
         """Matrix infinity-norm of the effective kernel (float32 scalar tensor)."""
-        return linf_operator_norm(self.effective_kernel())
+        return linf_operator_norm(self.inference_kernel())
 
     def lipschitz_upper_bound(self, norm="inf"):
         """Exact Lipschitz constant of the layer's linear part.

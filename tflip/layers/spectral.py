@@ -6,6 +6,7 @@ import tensorflow as tf
 from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.dense_base import ConstrainedDense
+from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
 from tflip.ops.power_iteration import (
@@ -128,6 +129,9 @@ class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
     def build_state(self, input_dim):
         self.add_power_vector((1, input_dim))
 
+    def kernel_cache_sources(self):
+        return [self.kernel, self.power_vector]
+
     def kernel_operators(self):
         return matrix_operators(self.raw_kernel())
 
@@ -137,7 +141,7 @@ class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
 
     def operator_norm(self):
         """Power-iteration estimate of the effective kernel's spectral norm (about `lipschitz`)."""
-        kernel = self.effective_kernel(training=False)
+        kernel = self.inference_kernel()
         return self.estimated_norm(kernel, matrix_operators(kernel))
 
     def get_config(self):
@@ -145,7 +149,9 @@ class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
+class SpectralNormConv2D(
+    PowerIterationNormalizer, CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer
+):
     """Conv2D normalized by the exact operator norm of the convolution.
 
     With `norm="toeplitz"` (default) the kernel is divided by the largest
@@ -261,6 +267,10 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
         else:
             self.add_power_vector((1, self.kernel_size[0] * self.kernel_size[1] * c_in))
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: c_in})
+        self.build_kernel_cache(self.kernel.shape)
+
+    def kernel_cache_sources(self):
+        return [self.kernel, self.power_vector]
 
     @property
     def geometry(self):
@@ -280,7 +290,7 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
         return self.normalize(kernel, self._operators(kernel), training)
 
     def call(self, inputs, training=None):
-        kernel = keras.ops.cast(self.effective_kernel(resolve_training(training)), self.compute_dtype)
+        kernel = keras.ops.cast(self.call_kernel(resolve_training(training)), self.compute_dtype)
         outputs = tf.nn.convolution(
             inputs, kernel, strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate
         )
@@ -297,7 +307,7 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
         For `norm="reshape"` that is the reshaped-kernel norm, not the
         convolution's: compare with `lipschitz_upper_bound()`.
         """
-        kernel = self.effective_kernel(training=False)
+        kernel = self.inference_kernel()
         return self.estimated_norm(kernel, self._operators(kernel))
 
     def lipschitz_upper_bound(self, norm=2, iterations=6):
@@ -307,10 +317,24 @@ class SpectralNormConv2D(PowerIterationNormalizer, KernelBiasLayer, keras.layers
         `tflip.ops.conv.conv_norm_upper_bound`). `norm="inf"`: the largest L1
         norm of the taps feeding one output channel.
         """
-        kernel = self.effective_kernel(training=False)
+        kernel = self.inference_kernel()
         if check_norm(norm) == "inf":
             return dense_kernel_norm(tf.reshape(kernel, (-1, self.filters)), "inf")
         return conv_norm_upper_bound(kernel, self.geometry, iterations)
+
+    def plain_keras_layer(self):
+        """A built `keras.layers.Conv2D` holding the inference kernel (float32) and bias."""
+        conv = keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            **self.plain_layer_options(),
+        )
+        conv.build((None, *self.input_size, self.kernel.shape[2]))
+        conv.set_weights([self.inference_kernel().numpy()] + ([self.bias.numpy()] if self.use_bias else []))
+        return conv
 
     def get_config(self):
         config = super().get_config()
