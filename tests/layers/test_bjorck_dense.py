@@ -12,6 +12,7 @@ from tests.layer_checks import (
     check_sequential_and_graph_modes,
 )
 from tflip.layers import BjorckDense
+from tflip.ops.bjorck import bjorck_orthonormalize, orthonormality_error
 
 
 @pytest.mark.parametrize("input_dim,units", [(48, 16), (32, 32), (16, 48)])
@@ -78,3 +79,99 @@ def test_mixed_precision(policy, tolerance):
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         BjorckDense(**{"units": 3, **kwargs})
+
+
+def _train_and_track_training_error(layer, input_dim, steps=300, every=50, seed=0):
+    """Adam (lr 1e-3) on a regression task; the training-mode kernel's max |sigma - 1| every `every` steps."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((input_dim,)), layer])
+    teacher = tf.random.normal((input_dim, layer.units)) / np.sqrt(input_dim)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def step():
+        x = tf.random.normal((64, input_dim))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - tf.tanh(x @ teacher)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    errors, losses = [], []
+    for i in range(steps + 1):
+        if i % every == 0:
+            kernel = layer.effective_kernel(training=True).numpy().astype(np.float64)
+            errors.append(np.abs(np.linalg.svd(kernel, compute_uv=False) - 1.0).max())
+        if i < steps:
+            losses.append(float(step()))
+    return np.array(errors), losses
+
+
+@pytest.mark.parametrize("input_dim,units", [(96, 64), (64, 64), (64, 96)])
+def test_training_kernel_stays_orthonormal_from_orthogonal_init(input_dim, units):
+    errors, losses = _train_and_track_training_error(BjorckDense(units), input_dim)
+    assert errors.max() <= 1e-3, errors
+    assert np.mean(losses[-20:]) < np.mean(losses[:20])
+
+
+@pytest.mark.parametrize("initializer", ["glorot_uniform", "random_normal"])
+def test_training_kernel_stays_orthonormal_from_random_init(initializer):
+    # A random 96 x 48 kernel is far from orthonormal (sigma_max / sigma_min ~ 6 at init): a wider
+    # schedule (5 steps designed for [0.1, 1]) than the default one for near-orthonormal kernels.
+    layer = BjorckDense(48, kernel_initializer=initializer, training_steps=5, training_lower=0.1)
+    errors, _ = _train_and_track_training_error(layer, 96)
+    assert errors.max() <= 1e-3, errors
+
+
+def test_training_gradient_is_the_polar_factor_derivative():
+    from tests.ops.test_gram_bjorck import numpy_polar_derivative
+
+    layer = BjorckDense(5, use_bias=False, kernel_initializer="random_normal", training_steps=14, training_lower=1e-3)
+    layer.build((None, 7))
+    x = tf.random.normal((16, 7))
+    weights = tf.random.normal((16, 5))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) * weights)
+    grad = tape.gradient(loss, layer.kernel).numpy()
+    outer = (x.numpy().T @ weights.numpy()).astype(np.float64)  # d loss / d effective kernel
+    kernel = layer.kernel.numpy().astype(np.float64)
+    direction = np.random.default_rng(0).normal(size=kernel.shape)
+    exact = np.sum(numpy_polar_derivative(kernel, direction) * outer)
+    assert np.sum(grad * direction) == pytest.approx(exact, rel=1e-3)
+
+
+def test_polar_express_training_step_compiles_with_xla():
+    layer = BjorckDense(16)
+    model = keras.Sequential([keras.Input((24,)), layer])
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    x = tf.random.normal((8, 24))
+
+    @tf.function(jit_compile=True)
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    assert np.isfinite(float(step())) and np.isfinite(float(step()))
+    assert float(orthonormality_error(layer.effective_kernel(training=True))) < 1e-3
+
+
+def test_training_method_bjorck_and_config():
+    old = BjorckDense(8, training_method="bjorck", iterations=2, kernel_initializer="random_normal")
+    old.build((None, 8))
+    np.testing.assert_allclose(old.effective_kernel(training=True), bjorck_orthonormalize(old.kernel, 2), atol=1e-6)
+    config = BjorckDense(8, training_method="BJORCK", training_steps=4, training_lower=0.2).get_config()
+    assert (config["training_method"], config["training_steps"], config["training_lower"]) == ("bjorck", 4, 0.2)
+    assert BjorckDense.from_config(config).training_steps == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [({"training_method": "svd"}, "training_method"), ({"training_steps": 0}, "training_steps"),
+     ({"training_lower": 0.0}, "training_lower"), ({"training_lower": 1.5}, "training_lower"),
+     ({"training_lower": "0.3"}, "training_lower")],
+)
+def test_bad_training_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        BjorckDense(3, **kwargs)
