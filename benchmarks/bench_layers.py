@@ -1,6 +1,10 @@
 """Layer speed and accuracy, measured side by side in one run.
 
 Prints ratios (never absolute targets: the machine is shared and noisy):
+- inference (tf.function, training=False) of BjorckDense(512),
+  LInfProjectedDense(512) vs Dense(512) at batch 1 and 256, and of
+  SpectralNormConv2D vs Conv2D (64->64 channels, 16x16) at batch 1 and 64:
+  served from the cached effective kernel;
 - a training step (forward, backward, Adam update) of SpectralNormConv2D
   (toeplitz) vs keras.layers.SpectralNormalization(Conv2D) vs plain Conv2D;
 - BjorckDense vs Dense;
@@ -8,7 +12,8 @@ Prints ratios (never absolute targets: the machine is shared and noisy):
 - the relative error of each layer's enforced operator norm against the exact
   value (SVD of the explicit matrix), after the same number of training steps.
 
-Targets: toeplitz step <= 1.3x the Keras wrapper; toeplitz norm error <= 1e-3
+Targets: inference <= 2x the plain layer at batch 1 and <= 1.2x at batch
+256 (conv: 64); toeplitz step <= 1.3x the Keras wrapper; toeplitz norm error <= 1e-3
 where the Keras wrapper is off by tens of percent; MaxMin <= 4x ReLU.
 
 Run: python benchmarks/bench_layers.py [--quick]
@@ -24,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tflip.layers import BjorckDense, SpectralNormConv2D  # noqa: E402
+from tflip.layers import BjorckDense, LInfProjectedDense, SpectralNormConv2D  # noqa: E402
 from tflip.ops.conv import ConvGeometry, conv_matrix  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +50,39 @@ def train_step_fn(layer, x):
         return loss
 
     return step
+
+
+def inference_fn(layer, shape):
+    """A compiled inference call of a one-layer model on fixed data."""
+    model = keras.Sequential([keras.Input(shape[1:]), layer])
+    x = tf.random.normal(shape)
+    return tf.function(lambda: model(x, training=False))
+
+
+def inference_speed(quick):
+    """Inference ratios of the cached-kernel layers to their plain Keras layers, with verdicts."""
+    units, channels, size = (128, 16, 8) if quick else (512, 64, 16)
+    repeats, calls = (3, 5) if quick else (9, 50)
+    cases = []
+    for batch in (1, 256):
+        shape = (batch, units)
+        cases.append((f"Dense({units}) inference, batch {batch}", batch == 1, "Dense", {
+            "Dense": inference_fn(keras.layers.Dense(units), shape),
+            "BjorckDense": inference_fn(BjorckDense(units), shape),
+            "LInfProjectedDense": inference_fn(LInfProjectedDense(units), shape),
+        }))
+    for batch in (1, 64):
+        shape = (batch, size, size, channels)
+        cases.append((f"Conv2D {channels}->{channels} {size}x{size} inference, batch {batch}", batch == 1, "Conv2D", {
+            "Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), shape),
+            "SpectralNormConv2D": inference_fn(SpectralNormConv2D(channels, 3), shape),
+        }))
+    for title, single, reference, steps in cases:
+        times = time_interleaved(steps, repeats, calls=calls)
+        print_ratios(title, times, reference)
+        target = 2.0 if single else 1.2
+        worst = max(t / times[reference] for t in times.values())
+        print(f"  worst {worst:.2f}x (target <= {target}x): {'OK' if worst <= target else 'MISSED'}")
 
 
 def conv_speed(quick):
@@ -98,6 +136,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small shapes, few repetitions (smoke run)")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
+
+    inference_speed(args.quick)
 
     conv = conv_speed(args.quick)
     print_ratios("Conv training step", conv, "Conv2D")

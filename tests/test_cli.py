@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -41,6 +42,11 @@ def test_demo_writes_summary_images_and_logs(tmp_path, capsys):
     spectra = read_events(tmp_path / "logs" / "spectra")
     assert "critic/lipschitz_upper_bound" in spectra and "critic/probe_gradient_norm_max" in spectra
     assert "exact W1 to held-out data" in out
+    # The exported critic: plain Keras layers, same outputs and bound as the trained critic.
+    exported = keras.models.load_model(tmp_path / summary["exported_critic"])
+    assert not any(type(layer).__module__.startswith("tflip.layers.bjorck") for layer in exported.layers)
+    assert summary["exported_critic_lipschitz_upper_bound"] == pytest.approx(
+        summary["critic_lipschitz_upper_bound"], rel=1e-3)
 
 
 def test_demo_with_a_penalty_and_plain_critic(tmp_path, capsys):

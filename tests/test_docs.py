@@ -23,7 +23,7 @@ DOCS = ROOT / "docs"
 # The API reference: one page per public module, `docs/api/<name>.md` documents `tflip.<name>`.
 API_MODULES = (
     "layers", "penalties", "models", "callbacks", "optimizers", "losses",
-    "metrics", "attacks", "lipschitz", "datasets", "ops", "tuner",
+    "metrics", "attacks", "lipschitz", "datasets", "ops", "tuner", "export",
 )
 
 

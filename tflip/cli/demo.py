@@ -121,6 +121,11 @@ def run(args):
     samples_png = os.path.join(images, "samples.png")
     tf.io.write_file(samples_png, tf.io.encode_png(figure_pixels(lambda f: _scatter(f, real, generated))))
     summary["images"] = sorted(os.path.join("images", name) for name in os.listdir(images))
+    # The trained critic for deployment: plain Dense layers holding the orthonormal kernels.
+    exported = tflip.export.to_plain_keras(critic)
+    exported.save(os.path.join(args.output, "critic_exported.keras"))
+    summary["exported_critic"] = "critic_exported.keras"
+    summary["exported_critic_lipschitz_upper_bound"] = lipschitz_upper_bound(exported)
     with open(os.path.join(args.output, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
     print(f"exact W1 to held-out data: {summary['w1_exact'][0]['w1']:.4f} (step {args.eval_every}) -> "
