@@ -7,14 +7,18 @@ Prints ratios (never absolute targets: the machine is shared and noisy):
   served from the cached effective kernel;
 - a training step (forward, backward, Adam update) of SpectralNormConv2D
   (toeplitz) vs keras.layers.SpectralNormalization(Conv2D) vs plain Conv2D;
-- BjorckDense vs Dense;
+- BjorckDense vs Dense, with the orthonormality of the training-mode kernel
+  and deel-lip's SpectralDense timed in a second process
+  (benchmarks/bench_bjorck.py);
 - MaxMin / GroupSort(4) vs ReLU (benchmarks/bench_activations.py);
 - the relative error of each layer's enforced operator norm against the exact
   value (SVD of the explicit matrix), after the same number of training steps.
 
 Targets: inference <= 2x the plain layer at batch 1 and <= 1.2x at batch
 256 (conv: 64); toeplitz step <= 1.3x the Keras wrapper; toeplitz norm error <= 1e-3
-where the Keras wrapper is off by tens of percent; MaxMin <= 4x ReLU.
+where the Keras wrapper is off by tens of percent; BjorckDense training step
+<= deel-lip SpectralDense's ratio (aim 0.6x of it); MaxMin <= 2x and
+GroupSort(4) <= 4x ReLU.
 
 Run: python benchmarks/bench_layers.py [--quick]
 """
@@ -98,13 +102,6 @@ def conv_speed(quick):
     return time_interleaved(steps, 3 if quick else 7, calls=2 if quick else 5)
 
 
-def dense_speed(quick):
-    batch, units = (64, 128) if quick else (256, 512)
-    x = tf.random.normal((batch, units))
-    steps = {"Dense": train_step_fn(keras.layers.Dense(units), x), "BjorckDense": train_step_fn(BjorckDense(units), x)}
-    return time_interleaved(steps, 3 if quick else 7, calls=2 if quick else 5)
-
-
 def norm_errors(warmup_steps=100):
     """Relative error |sigma_true - k| / k of each normalized conv after training-mode calls."""
     rows = []
@@ -145,7 +142,10 @@ def main(argv=None):
     verdict = "OK" if wrapper_ratio <= 1.3 else "MISSED"
     print(f"  toeplitz / keras wrapper: {wrapper_ratio:.2f}x (target <= 1.3x): {verdict}")
 
-    print_ratios("Dense training step", dense_speed(args.quick), "Dense")
+    import bench_bjorck
+
+    # BjorckDense training cost vs Dense, orthonormality trade-off, deel-lip's SpectralDense (second process).
+    bench_bjorck.main(["--quick"] if args.quick else [])
 
     print("\nRelative error of the true operator norm (SVD of the conv matrix) against the promised 1.0:")
     print(f"  {'conv':14s} {'keras SN':>10s} {'reshape':>10s} {'toeplitz':>10s}")
