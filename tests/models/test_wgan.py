@@ -184,7 +184,7 @@ def test_evaluate_and_generate():
     history = gan.fit(DATA, batch_size=64, epochs=1, verbose=0, validation_data=eight_gaussians(128, seed=5))
     assert "val_wasserstein" in history.history
     result = gan.evaluate(eight_gaussians(128, seed=5), batch_size=64, verbose=0, return_dict=True)
-    assert set(result) == {"critic_loss", "wasserstein"}
+    assert set(result) == {"loss", "critic_loss", "wasserstein"}
     # Evaluation draws its own latents: it does not shift the training draws.
     assert int(gan.random.counter) == 6
     samples = gan.generate(10, seed=0)

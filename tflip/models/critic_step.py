@@ -19,14 +19,20 @@ class CriticMetrics:
         return [self.critic_loss, self.wasserstein, self.penalty]
 
 
-def batch_shape_of(x):
-    """The batch shape `(None, ...)` of `fit`'s `x`: an array, a tensor or a dataset."""
+def batch_shape_of(x, required=True):
+    """The batch shape `(None, ...)` of `fit`'s `x`: an array, a tensor or a dataset.
+
+    For other inputs (generators, `PyDataset`s): a `ValueError` if `required`,
+    else None.
+    """
     if isinstance(x, tf.data.Dataset):
         spec = x.element_spec
         spec = spec[0] if isinstance(spec, (tuple, list)) else spec
         return (None,) + tuple(spec.shape[1:])
     if hasattr(x, "shape"):
         return (None,) + tuple(x.shape[1:])
+    if not required:
+        return None
     raise ValueError(
         f"Cannot infer the sample shape from `x` of type {type(x).__name__}: give the critic an "
         "`keras.Input` or call `model.build((None,) + sample_shape)` before `fit`."
@@ -42,7 +48,21 @@ class BuildOnFitMixin:
             # state variables are distributed like the model's.
             with self.distribute_strategy.scope():
                 self.build(batch_shape_of(x))
+        elif x is not None:
+            self.check_sample_shape(batch_shape_of(x, required=False), "`x` of `fit`")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)):
+            validation = validation[0] if validation else None
+        if validation is not None and self.built:
+            self.check_sample_shape(batch_shape_of(validation, required=False), "`validation_data`")
         return super().fit(x, *args, **kwargs)
+
+    def check_sample_shape(self, batch_shape, source):
+        """Raises a `ValueError` if `batch_shape` (None: unknown) does not fit the model.
+
+        Called by `fit` on a built model, before anything runs. Default: no check.
+        """
+        del batch_shape, source
 
     def build_from_config(self, config):
         # Keras Tuner reloads checkpoints into models it has already built:
@@ -52,15 +72,56 @@ class BuildOnFitMixin:
         super().build_from_config(config)
 
 
-def step_logs(metrics, strategy):
+def check_finite_samples(samples, step, description):
+    """`samples`, computed only after asserting that every entry is finite.
+
+    One `is_finite` pass and two reductions over the batch: the first
+    non-finite row is located with an `argmin` over the per-row results
+    rather than in a branch, so the check adds no control flow to the step.
+    Every update of the step depends on the returned tensor, so a failing
+    check stops the step before any weight changes. Integer samples cannot
+    be non-finite and pass through.
+
+    Args:
+        samples: a batch (this replica's share under a distribution strategy).
+        step: the index of the train step, reported in the error.
+        description: what the samples are, for the error ("real samples").
+
+    Raises:
+        tf.errors.InvalidArgumentError: "<description> contain NaN or Inf",
+            with the first such row of the batch (of this replica's share)
+            and the step, when the step runs.
+    """
+    samples = tf.convert_to_tensor(samples)
+    if not samples.dtype.is_floating:
+        return samples
+    rows = tf.reshape(samples, [tf.shape(samples)[0], -1])
+    finite = tf.reduce_all(tf.math.is_finite(rows), axis=1)
+    # The appended True keeps argmin defined on an empty share.
+    first = tf.argmin(tf.cast(tf.concat([finite, [True]], axis=0), tf.int32))
+    check = tf.debugging.Assert(
+        tf.reduce_all(finite),
+        [f"{description} contain NaN or Inf: first at row", first, "of the batch of train step", step,
+         "(check the data, or pass check_finite=False to the model to train on it anyway)"],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(samples)
+
+
+def step_logs(metrics, strategy, loss):
     """The results of `metrics` as a `train_step` / `test_step` return value.
+
+    `loss` (a metric) is logged a second time as `"loss"`: Keras' callbacks
+    (`TerminateOnNaN`, `EarlyStopping`, `ReduceLROnPlateau`,
+    `ModelCheckpoint`) read `loss` / `val_loss` by default.
 
     Under MultiWorkerMirroredStrategy Keras reduces step outputs with
     `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars: the
     values are returned with shape (1,) there (and reduced back to scalars).
     """
     in_multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
-    logs = {metric.name: metric.result() for metric in metrics}
+    logs = {"loss": loss.result()}
+    logs.update((metric.name, metric.result()) for metric in metrics)
     if in_multi_worker:
         logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
     return logs

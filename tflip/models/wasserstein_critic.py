@@ -1,11 +1,19 @@
 """`WassersteinCritic`: critic-only training that estimates W1 between two sample sources."""
 
 import keras
+import tensorflow as tf
 
 from tflip import penalties
 from tflip._replica import safe_mean
 from tflip.losses.adversarial import wasserstein_critic_loss
-from tflip.models.critic_step import BuildOnFitMixin, CriticMetrics, critic_gradients, critic_update, step_logs
+from tflip.models.critic_step import (
+    BuildOnFitMixin,
+    CriticMetrics,
+    check_finite_samples,
+    critic_gradients,
+    critic_update,
+    step_logs,
+)
 from tflip.models.ordered_updates import OrderedUpdatesMixin
 from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
@@ -26,10 +34,22 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
     dual objective of the trained critic (a lower bound of W1 for a
     1-Lipschitz critic). Compile with one optimizer as any Keras model.
 
+    Logged metrics: `loss` (the critic loss `mean f(q) - mean f(p)` plus the
+    penalty, the value Keras' callbacks monitor by default; also logged as
+    `critic_loss`), `wasserstein`, `penalty` and the penalty's diagnostics.
+    Evaluation logs `loss` and `critic_loss` without the penalty (it needs
+    input gradients and updates the penalty's state), that is
+    `-wasserstein`, and `wasserstein`.
+
     Args:
         critic: a Keras model mapping samples to one value per sample.
         penalty: a `tflip.penalties.Penalty`, its name, or `None`. P plays
             the role of "real" and Q of "fake" in the penalty.
+        check_finite: if True (default), each train step first checks that
+            both batches are finite and raises
+            `tf.errors.InvalidArgumentError` ("samples of P contain NaN or
+            Inf", with the first such row and the step) before the update.
+            False skips the check.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -44,12 +64,15 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
         >>> history = estimator.fit(p, q, batch_size=256, epochs=1, verbose=0)
     """
 
-    def __init__(self, critic, penalty=None, **kwargs):
+    def __init__(self, critic, penalty=None, check_finite=True, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(critic, keras.Model):
             raise ValueError(f"`critic` must be a keras.Model, got {type(critic).__name__}.")
         self.critic = critic
         self.penalty = penalties.get(penalty)
+        if not isinstance(check_finite, bool):
+            raise ValueError(f"`check_finite` must be True or False, got {check_finite!r}.")
+        self.check_finite = check_finite
         self.critic_metrics = CriticMetrics()
         if critic.built and getattr(critic, "inputs", None):
             self.build(tuple(critic.inputs[0].shape))
@@ -104,18 +127,27 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
 
     def train_step(self, data):
         p, q = self._pair(data)
-        critic_update(
-            self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics,
-            gradients_fn=self.maybe_xla(critic_gradients),
-        )
-        return step_logs(self.metrics, self.distribute_strategy)
+        if self.check_finite:
+            step = self.optimizer.iterations
+            p = check_finite_samples(p, step, "samples of P")
+            q = check_finite_samples(q, step, "samples of Q")
+        # Every op of the update waits for the checks, the penalty's counters
+        # included: a failing step changes no variable.
+        with tf.control_dependencies([p, q] if self.check_finite else []):
+            critic_update(
+                self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics,
+                gradients_fn=self.maybe_xla(critic_gradients),
+            )
+        return step_logs(self.metrics, self.distribute_strategy, loss=self.critic_metrics.critic_loss)
 
     def test_step(self, data):
         p, q = self._pair(data)
-        values = [critic_values(self.critic, samples, training=False) for samples in (p, q)]
-        estimate = safe_mean(values[0]) - safe_mean(values[1])
-        self.critic_metrics.wasserstein.update_state(estimate)
-        return step_logs([self.critic_metrics.wasserstein], self.distribute_strategy)
+        p_values, q_values = (critic_values(self.critic, samples, training=False) for samples in (p, q))
+        metrics = self.critic_metrics
+        metrics.critic_loss.update_state(wasserstein_critic_loss(p_values, q_values))
+        metrics.wasserstein.update_state(safe_mean(p_values) - safe_mean(q_values))
+        return step_logs([metrics.critic_loss, metrics.wasserstein], self.distribute_strategy,
+                         loss=metrics.critic_loss)
 
     def call(self, x, training=False):
         """The critic's values."""
@@ -126,6 +158,7 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
         config.update(
             critic=keras.saving.serialize_keras_object(self.critic),
             penalty=keras.saving.serialize_keras_object(self.penalty),
+            check_finite=self.check_finite,
         )
         return config
 

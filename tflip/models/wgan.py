@@ -11,6 +11,7 @@ from tflip.losses.adversarial import get_gan_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
     CriticMetrics,
+    check_finite_samples,
     critic_gradients,
     critic_update,
     optimizer_loss,
@@ -68,6 +69,33 @@ def critic_batches(real, n_critic):
     return [tf.gather(real, index[:, i]) for i in range(n_critic)]
 
 
+def model_input_shape(model):
+    """The declared input shape `(batch, ...)` of a model with one `keras.Input`, else None."""
+    inputs = getattr(model, "inputs", None) if model.built else None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape)
+
+
+def model_output_shape(model, input_shape):
+    """The output shape of a built model for inputs of `input_shape`, or None if it cannot tell."""
+    outputs = getattr(model, "outputs", None)
+    if outputs and len(outputs) == 1:
+        return tuple(outputs[0].shape)
+    try:
+        return tuple(model.compute_output_spec(keras.KerasTensor(input_shape)).shape)
+    except Exception:  # noqa: BLE001 - a model that cannot run symbolically fails at its first call instead
+        return None
+
+
+def shapes_match(actual, expected):
+    """Whether two batch shapes agree past the batch axis (None matches any size)."""
+    actual, expected = tuple(actual)[1:], tuple(expected)[1:]
+    return len(actual) == len(expected) and all(
+        a is None or b is None or a == b for a, b in zip(actual, expected)
+    )
+
+
 def mean_rank_collapse(model):
     """Mean r(W) over the model's kernels (reshaped to matrices), differentiable; 0 without kernels.
 
@@ -113,14 +141,21 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
     then the generator takes one step on a fresh latent batch of the critic
     batch size (or `generator_batch_size`).
 
-    Logged metrics: `critic_loss` (loss + penalty), `generator_loss`,
-    `wasserstein` (`mean f(real) - mean f(fake)` on the critic batches; the
-    negative Wasserstein critic loss), `penalty`, and the penalty's
-    diagnostics (gradient-norm mean and max on the penalty points, ALP's
-    violation rate, MaxAL's multiplier, ...; "max" diagnostics are epoch
-    means of per-step maxima). `evaluate` / validation data log `wasserstein`
-    and `critic_loss` on held-out real samples; the evaluation `critic_loss`
-    is the loss alone (no penalty, which needs gradients).
+    Logged metrics: `loss`, the quantity to monitor: the critic loss
+    including the penalty, averaged over the critic updates (the same value
+    as `critic_loss`, under the name Keras' callbacks read by default:
+    `TerminateOnNaN`, `EarlyStopping`, `ReduceLROnPlateau`,
+    `ModelCheckpoint`); `critic_loss`, `generator_loss`, `wasserstein`
+    (`mean f(real) - mean f(fake)` on the critic batches; the negative
+    Wasserstein critic loss), `penalty`, and the penalty's diagnostics
+    (gradient-norm mean and max on the penalty points, ALP's violation rate,
+    MaxAL's multiplier, ...; "max" diagnostics are epoch means of per-step
+    maxima). `evaluate` / validation data log `loss` (`val_loss`),
+    `critic_loss` and `wasserstein` on held-out real samples; there `loss` and
+    `critic_loss` are the critic loss alone (no penalty: it needs input
+    gradients and updates the penalty's state). `model.optimizer` is the
+    critic's optimizer, so `ReduceLROnPlateau` scales the critic's learning
+    rate (the one `loss` responds to); the generator's is left alone.
 
     Under a distribution strategy, use global batches divisible by the number
     of replicas (and per-replica batches divisible by `n_critic`) for the
@@ -154,6 +189,13 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             `generator_rank_collapse`; `generator_loss` includes the term). The thesis found it harmful (it
             collapsed the spectra it meant to spread, section 5.5.2); it is
             here for comparisons. Default 0 (off).
+        check_finite: if True (default), each train step first checks that
+            the real batch is finite and raises
+            `tf.errors.InvalidArgumentError` ("real samples contain NaN or
+            Inf", with the first such row and the step) before any update,
+            so the weights stay finite. One reduction over the batch; False
+            skips it. Non-finite *losses* (a diverging run) are not an
+            error: they are logged in `loss`, which `TerminateOnNaN` watches.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Example:
@@ -181,6 +223,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         generator_batch_size=None,
         seed=0,
         rank_penalty=0.0,
+        check_finite=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -202,6 +245,9 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             raise ValueError(f"`seed` must be an integer, got {seed!r}.")
         self.seed = seed
         self.rank_penalty = _validation.non_negative_number("rank_penalty", rank_penalty)
+        if not isinstance(check_finite, bool):
+            raise ValueError(f"`check_finite` must be True or False, got {check_finite!r}.")
+        self.check_finite = check_finite
         self.critic_metrics = CriticMetrics()
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.rank_tracker = (
@@ -215,12 +261,40 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
     def build(self, input_shape):
         """Builds generator, critic, penalty state and random counters.
 
+        Checks first that `latent_dim` fits the generator's input, the
+        generator's output the critic's input and `input_shape` both, as far
+        as the models declare their shapes; nothing is built if not.
+
         Args:
             input_shape: shape of a batch of real samples, `(batch, ...)`.
+
+        Raises:
+            ValueError: naming `latent_dim`, `generator` or `critic` and the
+                shapes that do not match.
         """
         input_shape = tuple(input_shape)
+        generator_input = model_input_shape(self.generator)
+        if generator_input is not None and not shapes_match(generator_input, (None, self.latent_dim)):
+            raise ValueError(
+                f"`latent_dim`={self.latent_dim} does not match the `generator`'s input shape "
+                f"{generator_input}: the WGAN feeds it latent vectors of shape (batch, {self.latent_dim})."
+            )
         if not self.generator.built:
             self.generator.build((None, self.latent_dim))
+        critic_input = model_input_shape(self.critic)
+        generated = model_output_shape(self.generator, (None, self.latent_dim))
+        if generated is not None and critic_input is not None and not shapes_match(generated, critic_input):
+            raise ValueError(
+                f"The `generator`'s output shape {generated} does not match the `critic`'s input shape "
+                f"{critic_input} (with `latent_dim`={self.latent_dim})."
+            )
+        self._sample_shape = critic_input or input_shape
+        self.check_sample_shape(input_shape, "`input_shape` of `build`")
+        if generated is not None and not shapes_match(generated, input_shape):
+            raise ValueError(
+                f"The `generator`'s output shape {generated} does not match the shape of the real samples "
+                f"{input_shape} that the `critic` receives."
+            )
         if not self.critic.built:
             self.critic.build(input_shape)
         if self.penalty is not None and not self.penalty.built:
@@ -230,6 +304,21 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         self.eval_random = SeedCounter(self, self.seed + 1, name="eval_step_counter")
         self.built = True
         self._build_optimizers()
+
+    def check_sample_shape(self, batch_shape, source):
+        """Raises a `ValueError` if samples of `batch_shape` do not fit the `critic`.
+
+        Args:
+            batch_shape: `(batch, ...)` of the data, or None (unknown: no check).
+            source: where the data come from ("`x` of `fit`"), for the message.
+        """
+        expected = getattr(self, "_sample_shape", None)
+        if batch_shape is None or expected is None or shapes_match(tuple(batch_shape), expected):
+            return
+        raise ValueError(
+            f"The data ({source}) have the batch shape {tuple(batch_shape)}, but the `critic` takes inputs of "
+            f"shape {expected}."
+        )
 
     def compile(self, critic_optimizer=None, generator_optimizer=None, **kwargs):
         """Configures the two optimizers.
@@ -281,6 +370,16 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         real = unpack_real(data)
         if self.critic_optimizer is None:
             raise ValueError("Call `compile()` on the WGAN before `fit`.")
+        if not self.check_finite:
+            return self._train_on(real)
+        # The generator's optimizer steps once per train step.
+        real = check_finite_samples(real, self.generator_optimizer.iterations, "real samples")
+        # Every op of the step waits for the check, counters included: a
+        # failing step changes no variable.
+        with tf.control_dependencies([real]):
+            return self._train_on(real)
+
+    def _train_on(self, real):
         # One stream per step: every draw of the step derives from one counter value.
         random = self.random.stream()
         batches = critic_batches(real, self.n_critic)
@@ -301,7 +400,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         self.generator_loss_tracker.update_state(generator_loss)
         if self.rank_tracker is not None:
             self.rank_tracker.update_state(rank)
-        return step_logs(self.metrics, self.distribute_strategy)
+        return step_logs(self.metrics, self.distribute_strategy, loss=self.critic_metrics.critic_loss)
 
     def test_step(self, data):
         real = unpack_real(data)
@@ -311,7 +410,8 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         metrics = self.critic_metrics
         metrics.critic_loss.update_state(self.critic_loss_fn(real_values, fake_values))
         metrics.wasserstein.update_state(safe_mean(real_values) - safe_mean(fake_values))
-        return step_logs([metrics.critic_loss, metrics.wasserstein], self.distribute_strategy)
+        return step_logs([metrics.critic_loss, metrics.wasserstein], self.distribute_strategy,
+                         loss=metrics.critic_loss)
 
     def call(self, latent, training=False):
         """Generates samples from latent vectors."""
@@ -342,6 +442,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             generator_batch_size=self.generator_batch_size,
             seed=self.seed,
             rank_penalty=self.rank_penalty,
+            check_finite=self.check_finite,
         )
         return config
 
