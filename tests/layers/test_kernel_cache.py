@@ -12,7 +12,14 @@ import pytest
 import tensorflow as tf
 
 from tests.layer_checks import mirrored_strategy
-from tflip.layers import BjorckDense, LInfProjectedDense, SpectralNormConv2D, SpectralNormDense
+from tflip.layers import (
+    BjorckDense,
+    LInfProjectedDense,
+    SpectralNormConv1D,
+    SpectralNormConv2D,
+    SpectralNormConv2DTranspose,
+    SpectralNormDense,
+)
 
 
 def polar_np(kernel):
@@ -41,6 +48,28 @@ def conv_same_np(x, kernel):
         for j in range(kw):
             out += np.einsum("bhwc,cf->bhwf", padded[:, i : i + h, j : j + w], kernel[i, j])
     return out
+
+
+def conv_transpose_same_np(y, kernel):
+    """The adjoint of `conv_same_np` (a stride-1 'same' transposed convolution) in float64."""
+    kh, kw, _, _ = kernel.shape
+    h, w = y.shape[1:3]
+    padded = np.zeros((y.shape[0], h + kh - 1, w + kw - 1, kernel.shape[2]))
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, i : i + h, j : j + w] += np.einsum("bhwf,cf->bhwc", y, kernel[i, j])
+    return padded[:, (kh - 1) // 2 : (kh - 1) // 2 + h, (kw - 1) // 2 : (kw - 1) // 2 + w]
+
+
+def spectral_conv_transpose_reference(layer, x):
+    raw = np.asarray(layer.kernel, np.float64)
+    u = np.asarray(layer.power_vector, np.float64)  # on the output grid, where the forward convolution acts
+    sigma = np.linalg.norm(conv_same_np(u / np.linalg.norm(u), raw))
+    return conv_transpose_same_np(x, layer.lipschitz * raw / sigma) + np.asarray(layer.bias)
+
+
+def spectral_conv1d_reference(layer, x):
+    return spectral_conv_reference(layer, x[:, None])[:, 0]
 
 
 def bjorck_reference(layer, x):
@@ -75,6 +104,9 @@ CASES = {
     "linf": (lambda: LInfProjectedDense(6, lipschitz=0.7, kernel_initializer=LARGE), (4, 10), linf_reference),
     "spectral_dense": (lambda: SpectralNormDense(6, lipschitz=2.0), (4, 10), spectral_dense_reference),
     "spectral_conv": (lambda: SpectralNormConv2D(4, 3, lipschitz=1.0), (2, 6, 6, 3), spectral_conv_reference),
+    "spectral_conv_transpose": (lambda: SpectralNormConv2DTranspose(4, 3, lipschitz=0.8), (2, 5, 5, 3),
+                                spectral_conv_transpose_reference),
+    "spectral_conv1d": (lambda: SpectralNormConv1D(4, 3, lipschitz=1.2), (2, 7, 3), spectral_conv1d_reference),
 }
 ATOL = 2e-4
 
@@ -214,6 +246,10 @@ def test_inference_calls_are_differentiable_as_without_the_cache(name):
 
     def uncached(t):
         kernel = layer.effective_kernel(training=False)
+        if isinstance(layer, SpectralNormConv2DTranspose):
+            return layer.geometry.apply_adjoint(t, kernel) + layer.bias
+        if isinstance(layer, SpectralNormConv1D):
+            return tf.nn.convolution(t[:, None], kernel, padding="SAME")[:, 0] + layer.bias
         if isinstance(layer, SpectralNormConv2D):
             return tf.nn.convolution(t, kernel, padding="SAME") + layer.bias
         return t @ kernel + layer.bias

@@ -8,3 +8,5 @@ from tflip.layers.downsampling import InvertibleDownSampling  # noqa: F401
 from tflip.layers.linf_dense import LInfBallConstraint, LInfProjectedDense  # noqa: F401
 from tflip.layers.pooling import L2NormPooling2D  # noqa: F401
 from tflip.layers.spectral import SpectralNormConv2D, SpectralNormDense  # noqa: F401
+from tflip.layers.spectral_conv1d import SpectralNormConv1D  # noqa: F401
+from tflip.layers.spectral_transpose import SpectralNormConv2DTranspose  # noqa: F401
