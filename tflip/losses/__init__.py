@@ -1,4 +1,4 @@
-"""Losses: adversarial (GAN) losses on critic values, and the multi-class hinge margin loss."""
+"""Losses: adversarial (GAN) losses on critic values; classifier losses (hinge margin, HKR, cross-entropies)."""
 
 from tflip.losses.adversarial import (  # noqa: F401
     GAN_LOSSES,
@@ -10,3 +10,10 @@ from tflip.losses.adversarial import (  # noqa: F401
     wasserstein_generator_loss,
 )
 from tflip.losses.margin import MulticlassHingeMargin, multiclass_hinge_margin  # noqa: F401
+from tflip.losses.cross_entropy import (  # noqa: F401
+    OffsetCrossEntropy,
+    TemperatureCrossEntropy,
+    offset_cross_entropy,
+    temperature_cross_entropy,
+)
+from tflip.losses.hkr import MulticlassHKR, multiclass_hkr, multiclass_kantorovich_rubinstein  # noqa: F401

@@ -10,6 +10,8 @@ from tflip.metrics.robustness import (  # noqa: F401
     CertifiedAccuracy,
     certified_accuracy,
     certified_radius,
+    pairwise_certified_accuracy,
+    pairwise_certified_radius,
     prediction_margins,
 )
 from tflip.metrics.wasserstein import optimal_transport_plan, wasserstein1_exact  # noqa: F401

@@ -307,3 +307,113 @@ class CertifiedAccuracy(keras.metrics.Metric):
             "norm": self.norm,
             "output_norm": self.output_norm,
         }
+
+
+def _last_kernel(last_kernel, num_classes):
+    """The float32 `(features, classes)` kernel of the last linear layer, from an array or a layer."""
+    if isinstance(last_kernel, keras.layers.Layer):
+        layer = last_kernel
+        if hasattr(layer, "inference_kernel"):
+            last_kernel = layer.inference_kernel()
+        elif getattr(layer, "kernel", None) is not None:
+            last_kernel = layer.kernel
+        else:
+            raise ValueError(f"`last_kernel` layer {layer.name!r} has no kernel.")
+    kernel = tf.cast(tf.convert_to_tensor(last_kernel), tf.float32)
+    if kernel.shape.rank != 2 or kernel.shape[-1] != num_classes:
+        raise ValueError(
+            f"`last_kernel` must have shape (features, {num_classes}) (a Dense kernel), got {kernel.shape}."
+        )
+    return kernel
+
+
+def pairwise_certified_radius(logits, labels, last_kernel, backbone_lipschitz):
+    """Certified L2 radius from the last linear layer's pairwise column distances.
+
+    For a network `f(x) = W^T g(x) + b` whose backbone `g` is
+    `L_backbone`-Lipschitz in L2 and whose last layer is linear with kernel
+    `W = [w_1 ... w_C]`, each logit difference
+    `f_y - f_j = <w_y - w_j, g(x)> + b_y - b_j` is
+    `L_backbone ||w_y - w_j||_2`-Lipschitz (Cauchy-Schwarz). The prediction
+    therefore stays `y` for every `||delta||_2 < r` with
+
+        r = max(0, min_{j != y} (f_y - f_j) / (L_backbone ||w_y - w_j||_2)).
+
+    This is the certificate of Tsuzuku, Sato and Sugiyama (NeurIPS 2018,
+    sec. 4) and Singla and Feizi ("Skew Orthogonal Convolutions", ICML 2021,
+    the "last layer normalization" certificate) evaluated with the exact pair
+    constants. Since `||w_y - w_j|| = ||W (e_y - e_j)|| <= sqrt(2) ||W||_2`,
+    it is never smaller than the generic `margin / (sqrt(2) L_backbone ||W||_2)`
+    of `certified_radius`, and strictly larger when `W` is not orthogonal
+    (e.g. a last layer with unit-norm columns). For a linear model
+    (`g` = identity, `L_backbone = 1`) it is the exact distance to the nearest
+    decision boundary. Pairs with `w_y = w_j` never change order: with
+    `f_y > f_j` they impose no limit (radius `inf` if all pairs are such),
+    with `f_y <= f_j` the point is misclassified (radius 0).
+
+    Args:
+        logits: Float tensor `(batch, classes)`, the network's outputs.
+        labels: Integer labels `(batch,)` / `(batch, 1)` or one-hot labels.
+        last_kernel: The last layer's kernel `(features, classes)` (Keras
+            `Dense` layout), or the layer itself (its `inference_kernel()` or
+            `kernel`). The logits must be `W^T g(x) + b` for this kernel.
+        backbone_lipschitz: Positive L2 Lipschitz constant of the backbone `g`
+            (e.g. `tflip.lipschitz.lipschitz_upper_bound(backbone)`).
+
+    Returns:
+        A float32 tensor `(batch,)`.
+
+    Raises:
+        ValueError: For a kernel of the wrong shape or a non-positive
+            `backbone_lipschitz`.
+
+    Example:
+        >>> kernel = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]  # third logit is constant
+        >>> pairwise_certified_radius([[2.0, 0.0, 0.5]], [0], kernel, 1.0).numpy()  # min(2/sqrt(2), 1.5/1)
+        array([1.4142135], dtype=float32)
+    """
+    logits = _logits(logits)
+    num_classes = logits.shape[-1]
+    backbone_lipschitz = _validation.positive_number("backbone_lipschitz", backbone_lipschitz)
+    indices = class_indices(labels, num_classes)
+    _check_batch(logits, indices)
+    kernel = _last_kernel(last_kernel, num_classes)
+    # pair_norms[y, j] = ||w_y - w_j||_2 from the Gram matrix (classes x classes, small).
+    gram = tf.matmul(kernel, kernel, transpose_a=True)
+    diagonal = tf.linalg.diag_part(gram)
+    pair_norms = tf.sqrt(tf.nn.relu(diagonal[:, None] + diagonal[None, :] - 2.0 * gram))
+    true_logit = tf.gather(logits, indices, batch_dims=1)
+    gaps = true_logit[:, None] - logits
+    norms = tf.gather(pair_norms, indices) * backbone_lipschitz
+    other = tf.logical_not(tf.one_hot(indices, num_classes, on_value=True, off_value=False, dtype=tf.bool))
+    # A zero-norm pair is a constant gap: no limit if positive, radius 0 otherwise.
+    safe_norms = tf.where(norms > 0.0, norms, tf.ones_like(norms))
+    ratios = tf.where(norms > 0.0, gaps / safe_norms, tf.where(gaps > 0.0, np.inf, 0.0))
+    ratios = tf.where(other, ratios, np.inf)
+    return tf.nn.relu(tf.reduce_min(ratios, axis=-1))
+
+
+def pairwise_certified_accuracy(logits, labels, last_kernel, backbone_lipschitz, epsilon):
+    """Fraction of points whose `pairwise_certified_radius` exceeds `epsilon` (L2).
+
+    At `epsilon = 0` this is the clean accuracy (ties are errors).
+
+    Args:
+        logits: Float tensor `(batch, classes)`.
+        labels: Integer or one-hot labels.
+        last_kernel: Kernel `(features, classes)` of the last linear layer, or the layer.
+        backbone_lipschitz: Positive L2 Lipschitz constant of the backbone.
+        epsilon: Non-negative radius, or a 1-D sequence of radii.
+
+    Returns:
+        A float32 scalar tensor, or a tensor `(len(epsilon),)` for a sequence.
+
+    Example:
+        >>> pairwise_certified_accuracy([[2.0, 0.0]], [0], [[1.0, -1.0]], 1.0, [0.0, 0.5, 1.5]).numpy()
+        array([1., 1., 0.], dtype=float32)
+    """
+    epsilons, scalar = _epsilons(epsilon)
+    radii = pairwise_certified_radius(logits, labels, last_kernel, backbone_lipschitz)
+    certified = tf.cast(radii[:, None] > tf.reshape(epsilons, (1, -1)), tf.float32)
+    accuracy = tf.reduce_mean(certified, axis=0)
+    return accuracy[0] if scalar else accuracy
