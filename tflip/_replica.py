@@ -59,10 +59,7 @@ def global_statistics(sums=(), maxima=()):
 
     ReduceOp has no MAX: each replica writes its maxima into its own slots of
     a zero vector that is summed with the sums, so one call costs a single
-    SUM all-reduce. (Mismatches first blamed on independent collectives in one
-    step turned out to be Grappler's dependency optimizer reordering updates,
-    see `tflip.models.ordered_updates`; one collective per call is kept because
-    it is also the cheapest.)
+    SUM all-reduce, the cheapest way to reduce both.
     """
     sums = [tf.cast(tf.stop_gradient(v), "float32") for v in sums]
     maxima = [tf.cast(tf.stop_gradient(finite_max(v)), "float32") for v in maxima]

@@ -136,11 +136,24 @@ def test_hinge_and_nonsaturating_losses_closed_form():
     assert float(generator_loss(fake)) == pytest.approx(np.mean(softplus(-fake.numpy())), rel=1e-6)
 
 
+def latent_free_generator():
+    """A generator whose output does not depend on the latent vectors (a frozen zero first kernel).
+
+    XLA's random kernels draw other numbers than TensorFlow's for the same
+    seed; with this generator and penalties without random draws, a compiled
+    step must compute what an eager one computes.
+    """
+    return keras.Sequential([
+        keras.Input((2,)),
+        keras.layers.Dense(8, "relu", trainable=False, kernel_initializer="zeros", bias_initializer="ones"),
+        keras.layers.Dense(32, "relu", kernel_initializer=keras.initializers.GlorotUniform(1)),
+        keras.layers.Dense(2, kernel_initializer=keras.initializers.GlorotUniform(2)),
+    ])
+
+
 @pytest.mark.parametrize(
     "penalty",
     [
-        # Penalty points without random draws: XLA's random kernels draw other
-        # numbers than TensorFlow's for the same seed, everything else must match.
         lambda: tflip.penalties.GradientPenalty(10.0, sampling="real_perturbation", noise_std=0.0),
         lambda: tflip.penalties.MaxGradientAugmentedLagrangian(
             multiplier_lr=0.1, sampling="real_perturbation", noise_std=0.0),
@@ -148,23 +161,34 @@ def test_hinge_and_nonsaturating_losses_closed_form():
         lambda: tflip.penalties.MaxGradientPenalty(10.0, sampling="real_perturbation", noise_std=0.0, buffer_size=8),
     ],
 )
-def test_jit_compile_matches_eager(penalty):
+def test_jit_compile_compiles_the_whole_step_and_matches_eager(penalty):
+    # n_critic dependent critic updates, then the generator update reading the
+    # new critic, all in one XLA computation: every read must see the
+    # previous write (a stale read moves the weights by ~1e-3 here).
     results = []
     for mode in ("eager", "xla"):
-        gan = toy_gan(penalty(), n_critic=2)
+        gan = WGAN(latent_free_generator(), mlp(2, 1, seed=10), latent_dim=2, penalty=penalty(), n_critic=2,
+                   check_finite=False)
         gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01),
                     run_eagerly=mode == "eager", jit_compile=mode == "xla")
-        gan.fit(DATA[: 64 * 3], batch_size=64, epochs=1, verbose=0, shuffle=False)
-        results.append(weights(gan))
-    assert max_difference(*results) < 1e-6
+        assert gan.jit_compile is (mode == "xla")
+        history = gan.fit(DATA[: 64 * 3], batch_size=64, epochs=1, verbose=0, shuffle=False).history
+        results.append((weights(gan), history))
+    assert max_difference(results[0][0], results[1][0]) < 1e-6
+    for key, value in results[0][1].items():
+        assert results[1][1][key][0] == pytest.approx(value[0], rel=1e-5, abs=1e-6), key
 
 
 def test_jit_compile_with_random_penalty_trains():
     gan = toy_gan("alp")
-    gan.compile(adam(), adam(), jit_compile=True)
+    with pytest.warns(UserWarning, match="check_finite"):
+        gan.compile(adam(), adam(), jit_compile=True)
     logs = gan.fit(DATA, batch_size=64, epochs=1, verbose=0).history
     assert all(np.isfinite(v[-1]) for v in logs.values())
     assert gan.get_compile_config()["jit_compile"] is True
+    default = toy_gan("alp")
+    default.compile(adam(), adam())
+    assert default.jit_compile is False and default.get_compile_config()["jit_compile"] is False
 
 
 def test_mixed_precision_wraps_both_optimizers_and_trains():
@@ -298,36 +322,53 @@ def test_config_roundtrip():
 
 ORDERING_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import json, sys
     sys.path.insert(0, {root!r})
     import tensorflow as tf
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    def settings():
+        return json.dumps([tf.config.optimizer.get_experimental_options(), tf.config.optimizer.get_jit(),
+                           tf.config.threading.get_inter_op_parallelism_threads()], sort_keys=True)
+
+    seen = [settings()]
     import keras, numpy as np, tflip
     from tests.models.helpers import toy_gan
+    seen.append(settings())
+
+    class Settings(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(settings())
 
     data = tflip.datasets.eight_gaussians(64 * 3, seed=0)
     results = []
     for eager in (True, False):
         gan = toy_gan(tflip.penalties.AdversarialLipschitzPenalty(weight=0.0), n_critic=2)
         gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01), run_eagerly=eager)
-        gan.fit(data, batch_size=64, epochs=1, verbose=0, shuffle=False)
+        gan.fit(data, batch_size=64, epochs=1, verbose=0, shuffle=False, callbacks=[Settings()])
         results.append([np.asarray(w) for w in gan.weights])
-    print(max(float(np.max(np.abs(a - b))) for a, b in zip(*results)))
+    seen.append(settings())
+    print(len(set(seen)), max(float(np.max(np.abs(a - b))) for a, b in zip(*results)))
     """
 )
 
 
 def test_graph_step_applies_critic_updates_in_order(tmp_path):
-    # Regression: with Grappler's dependency optimizer on, this configuration
-    # (one inter-op thread, ALP, two critic updates per step) deterministically
-    # used stale critic weights (graph vs eager differed by ~1e-5).
+    # Each critic update must read the weights the previous one wrote. This
+    # configuration (one inter-op thread, ALP, two critic updates per step)
+    # once differed between graph and eager execution by ~1e-5; a fully stale
+    # read of the second update moves the critic by ~2e-3. tflip changes no
+    # process-wide TensorFlow setting (Grappler options, XLA, threads) at
+    # import or during `fit` to get this right.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = tmp_path / "ordering.py"
     script.write_text(ORDERING_SCRIPT.format(root=root))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=240,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert float(result.stdout.decode().split()[-1]) < 1e-6
+    distinct_settings, difference = result.stdout.decode().split()[-2:]
+    assert int(distinct_settings) == 1
+    assert float(difference) < 1e-6
 
 
 @pytest.mark.parametrize("kind", ["numpy", "dataset"])

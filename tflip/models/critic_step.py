@@ -1,5 +1,7 @@
 """One critic update, shared by `WGAN` and `WassersteinCritic`."""
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -108,6 +110,43 @@ def check_finite_samples(samples, step, description):
         return tf.identity(samples)
 
 
+_KERAS_COMPILE_ARGUMENTS = {"run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+def keras_compile_arguments(kwargs, reason, check_finite):
+    """The `keras.Model.compile` arguments these models accept, with their defaults.
+
+    `jit_compile` means what it means in Keras (True: the whole `train_step`
+    compiled with XLA; "auto": Keras decides) but defaults to False, because
+    XLA compiles assertions away (the `check_finite` check then does not run)
+    and draws other random numbers than TensorFlow's kernels for the same
+    seed (a compiled run is deterministic but not bitwise equal to an eager
+    one).
+
+    Args:
+        kwargs: the extra keyword arguments given to `compile`.
+        reason: why other arguments (`loss`, `metrics`) are refused.
+        check_finite: the model's `check_finite`, for the warning.
+
+    Raises:
+        ValueError: naming an unexpected argument or a bad `jit_compile`.
+    """
+    unexpected = set(kwargs) - set(_KERAS_COMPILE_ARGUMENTS)
+    if unexpected:
+        raise ValueError(f"Unexpected compile arguments {sorted(unexpected)}: {reason}.")
+    arguments = dict(_KERAS_COMPILE_ARGUMENTS, **kwargs)
+    if arguments["jit_compile"] not in (True, False, "auto"):
+        raise ValueError(f"`jit_compile` must be True, False or 'auto', got {arguments['jit_compile']!r}.")
+    if arguments["jit_compile"] is True and check_finite:
+        warnings.warn(
+            "jit_compile=True: XLA compiles assertions away, so the check that the real samples are finite "
+            "(check_finite=True) does not run; pass check_finite=False to silence this warning.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return arguments
+
+
 def step_logs(metrics, strategy, loss):
     """The results of `metrics` as a `train_step` / `test_step` return value.
 
@@ -162,16 +201,14 @@ def critic_gradients(critic, optimizer, penalty, critic_loss_fn, real, fake, see
     return tape.gradient(scaled, variables), total, penalty_value, wasserstein
 
 
-def critic_update(critic, optimizer, penalty, critic_loss_fn, real, fake, metrics, seed=None, gradients_fn=None):
+def critic_update(critic, optimizer, penalty, critic_loss_fn, real, fake, metrics, seed=None):
     """One optimizer step of the critic on a real and a fake batch.
 
-    Computes `critic_gradients` (or `gradients_fn`, an XLA-compiled version of
-    it, with the same arguments), applies them, runs the penalty's
-    post-update hook and records the unscaled loss, the penalty and the
-    Wasserstein estimate.
+    Computes `critic_gradients`, applies them, runs the penalty's post-update
+    hook and records the unscaled loss, the penalty and the Wasserstein
+    estimate.
     """
-    gradients_fn = gradients_fn or critic_gradients
-    gradients, total, penalty_value, wasserstein = gradients_fn(
+    gradients, total, penalty_value, wasserstein = critic_gradients(
         critic, optimizer, penalty, critic_loss_fn, real, fake, seed
     )
     optimizer.apply(gradients, critic.trainable_variables)

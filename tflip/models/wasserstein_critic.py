@@ -10,17 +10,15 @@ from tflip.models.critic_step import (
     BuildOnFitMixin,
     CriticMetrics,
     check_finite_samples,
-    critic_gradients,
     critic_update,
+    keras_compile_arguments,
     step_logs,
 )
-from tflip.models.ordered_updates import OrderedUpdatesMixin
-from tflip.models.xla import XlaGradientsMixin
 from tflip.penalties.base import critic_values
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
+class WassersteinCritic(BuildOnFitMixin, keras.Model):
     """Estimates the Wasserstein-1 distance between P and Q by training a critic.
 
     Maximizes `mean f(p) - mean f(q)` over a Lipschitz critic f (Kantorovich-
@@ -89,10 +87,17 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
             self.optimizer.build(self.critic.trainable_variables)
 
     def compile(self, optimizer="adam", **kwargs):
-        """Configures the optimizer (`run_eagerly`, `steps_per_execution` and
-        `jit_compile`, see `XlaGradientsMixin`, accepted)."""
-        kwargs = self.split_jit_compile(kwargs, "the loss is fixed")
-        super().compile(optimizer=optimizer, **kwargs)
+        """Configures the optimizer.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            **kwargs: `run_eagerly`, `steps_per_execution` and `jit_compile`
+                of `keras.Model.compile`, with Keras' meaning, but
+                `jit_compile` defaults to False: see
+                `tflip.models.critic_step.keras_compile_arguments`.
+        """
+        self._compile_arguments = keras_compile_arguments(kwargs, "the loss is fixed", self.check_finite)
+        super().compile(optimizer=optimizer, **self._compile_arguments)
         if self.built:
             self.optimizer.build(self.critic.trainable_variables)
 
@@ -101,9 +106,7 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
             return None
         return {
             "optimizer": keras.saving.serialize_keras_object(self.optimizer),
-            "jit_compile": self.xla_gradients,
-            "run_eagerly": bool(self.run_eagerly),
-            "steps_per_execution": self.steps_per_execution,
+            **self._compile_arguments,
         }
 
     def compile_from_config(self, config):
@@ -136,7 +139,6 @@ class WassersteinCritic(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin,
         with tf.control_dependencies([p, q] if self.check_finite else []):
             critic_update(
                 self.critic, self.optimizer, self.penalty, wasserstein_critic_loss, p, q, self.critic_metrics,
-                gradients_fn=self.maybe_xla(critic_gradients),
             )
         return step_logs(self.metrics, self.distribute_strategy, loss=self.critic_metrics.critic_loss)
 

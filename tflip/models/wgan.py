@@ -12,13 +12,11 @@ from tflip.models.critic_step import (
     BuildOnFitMixin,
     CriticMetrics,
     check_finite_samples,
-    critic_gradients,
     critic_update,
+    keras_compile_arguments,
     optimizer_loss,
     step_logs,
 )
-from tflip.models.ordered_updates import OrderedUpdatesMixin
-from tflip.models.xla import XlaGradientsMixin
 from tflip.ops.spectra import rank_collapse, singular_values, weight_matrix
 from tflip.penalties.base import critic_values
 
@@ -129,7 +127,7 @@ def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent,
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model):
+class WGAN(BuildOnFitMixin, keras.Model):
     """A Wasserstein GAN trained with `fit`: `n_critic` critic steps per generator step.
 
     Each `train_step` receives one batch of real samples and splits it into
@@ -328,16 +326,21 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
                 `Adam(1e-4, beta_1=0.5, beta_2=0.9)`.
             generator_optimizer: optimizer (or name) of the generator; same
                 default.
-            **kwargs: `run_eagerly`, `steps_per_execution` of
-                `keras.Model.compile` (`steps_per_execution > 1` does not work
-                under MirroredStrategy, Keras issue 19246), and `jit_compile`:
-                see `XlaGradientsMixin`.
+            **kwargs: `run_eagerly`, `steps_per_execution` and `jit_compile` of
+                `keras.Model.compile`, with Keras' meaning (`jit_compile=True`
+                compiles the whole `train_step` with XLA), but `jit_compile`
+                defaults to False: see
+                `tflip.models.critic_step.keras_compile_arguments`.
+                `steps_per_execution > 1` and XLA do not work under
+                MirroredStrategy (Keras issue 19246).
         """
-        kwargs = self.split_jit_compile(kwargs, "a WGAN has no Keras loss or metrics")
+        self._compile_arguments = keras_compile_arguments(
+            kwargs, "a WGAN has no Keras loss or metrics", self.check_finite
+        )
         self.critic_optimizer = prepare_optimizer(critic_optimizer, "critic_optimizer")
         self.generator_optimizer = prepare_optimizer(generator_optimizer, "generator_optimizer")
         # `self.optimizer` is the critic's, for callbacks that read `model.optimizer`.
-        super().compile(optimizer=self.critic_optimizer, **kwargs)
+        super().compile(optimizer=self.critic_optimizer, **self._compile_arguments)
         self._build_optimizers()
 
     def _build_optimizers(self):
@@ -388,11 +391,10 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
             critic_update(
                 self.critic, self.critic_optimizer, self.penalty, self.critic_loss_fn,
                 real_batch, fake, self.critic_metrics, seed=random.next_seed(),
-                gradients_fn=self.maybe_xla(critic_gradients),
             )
         generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
         latent = self.sample_latent(generator_batch, random)
-        gradients, generator_loss, rank = self.maybe_xla(generator_gradients)(
+        gradients, generator_loss, rank = generator_gradients(
             self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent,
             self.rank_penalty,
         )
@@ -459,9 +461,7 @@ class WGAN(BuildOnFitMixin, OrderedUpdatesMixin, XlaGradientsMixin, keras.Model)
         return {
             "critic_optimizer": keras.saving.serialize_keras_object(self.critic_optimizer),
             "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "jit_compile": self.xla_gradients,
-            "run_eagerly": bool(self.run_eagerly),
-            "steps_per_execution": self.steps_per_execution,
+            **self._compile_arguments,
         }
 
     def compile_from_config(self, config):
