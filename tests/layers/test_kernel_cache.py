@@ -3,7 +3,9 @@
 Each reference output is computed with numpy from the layer's raw weights at
 the time of the call: the polar factor by SVD for Björck, the L1-ball
 projection by sorting for L-infinity, and the stored power vector's norm
-through an explicit numpy convolution for spectral normalization.
+through an explicit numpy convolution for spectral normalization, the AOL
+scaling from an explicit-shift autocorrelation and the SLL residual in the
+paper's form (`tests/aol_sll_reference.py`).
 """
 
 import keras
@@ -11,15 +13,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.aol_sll_reference import aol_kernel_np, sll_np
 from tests.layer_checks import mirrored_strategy
 from tflip.layers import (
+    AOLConv2D,
+    AOLDense,
     BjorckDense,
     LInfProjectedDense,
+    SLLConv2D,
+    SLLDense,
     SpectralNormConv1D,
     SpectralNormConv2D,
     SpectralNormConv2DTranspose,
     SpectralNormDense,
 )
+from tflip.ops.sll import sll_conv_residual, sll_dense_residual
 
 
 def polar_np(kernel):
@@ -97,8 +105,24 @@ def spectral_conv_reference(layer, x):
     return conv_same_np(x, layer.lipschitz * raw / sigma) + np.asarray(layer.bias)
 
 
+def aol_dense_reference(layer, x):
+    return x @ aol_kernel_np(layer.kernel, layer.lipschitz) + np.asarray(layer.bias)
+
+
+def aol_conv_reference(layer, x):
+    return conv_same_np(x, aol_kernel_np(layer.kernel, layer.lipschitz)) + np.asarray(layer.bias)
+
+
+def sll_reference(layer, x):
+    return sll_np(x, layer.kernel, layer.bias, layer.log_q)
+
+
 LARGE = keras.initializers.RandomNormal(stddev=1.0)
 CASES = {
+    "aol_dense": (lambda: AOLDense(6, lipschitz=1.5, kernel_initializer=LARGE), (4, 10), aol_dense_reference),
+    "aol_conv": (lambda: AOLConv2D(4, 3, lipschitz=0.8, kernel_initializer=LARGE), (2, 6, 6, 3), aol_conv_reference),
+    "sll_dense": (lambda: SLLDense(7), (4, 5), sll_reference),
+    "sll_conv": (lambda: SLLConv2D(4, 3), (2, 5, 5, 3), sll_reference),
     "bjorck": (lambda: BjorckDense(6, lipschitz=1.5, inference_iterations=40), (4, 10), bjorck_reference),
     "bjorck_wide": (lambda: BjorckDense(12, inference_iterations=40), (4, 7), bjorck_reference),
     "linf": (lambda: LInfProjectedDense(6, lipschitz=0.7, kernel_initializer=LARGE), (4, 10), linf_reference),
@@ -250,7 +274,11 @@ def test_inference_calls_are_differentiable_as_without_the_cache(name):
             return layer.geometry.apply_adjoint(t, kernel) + layer.bias
         if isinstance(layer, SpectralNormConv1D):
             return tf.nn.convolution(t[:, None], kernel, padding="SAME")[:, 0] + layer.bias
-        if isinstance(layer, SpectralNormConv2D):
+        if isinstance(layer, SLLDense):
+            return sll_dense_residual(t, kernel, layer.bias)
+        if isinstance(layer, SLLConv2D):
+            return sll_conv_residual(t, kernel, layer.bias)
+        if isinstance(layer, (SpectralNormConv2D, AOLConv2D)):
             return tf.nn.convolution(t, kernel, padding="SAME") + layer.bias
         return t @ kernel + layer.bias
 
