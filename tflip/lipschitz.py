@@ -1,9 +1,11 @@
 """Network-level Lipschitz constants: a certified upper bound and an empirical lower bound.
 
-The upper bound multiplies certified per-layer constants along a chain of
-layers (Sequential models, or functional models without branches). tflip
-layers certify themselves through the `LipschitzLayer` protocol; plain Keras
-Dense and Conv1D/Conv2D layers and their transposes are bounded exactly (SVD) or by Gram iteration;
+The upper bound walks the model's graph (Sequential chains, functional
+graphs with residual connections, merges and several inputs, nested models)
+and combines certified per-layer constants by the rules of
+`lipschitz_upper_bound`. tflip layers certify themselves through the
+`LipschitzLayer` protocol; plain Keras Dense and Conv1D/Conv2D layers and
+their transposes are bounded exactly (SVD) or by Gram iteration;
 parameter-free layers with known constants are recognised; any other layer
 raises unless the caller declares its constant.
 """
@@ -11,8 +13,10 @@ raises unless the caller declares its constant.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tflip._compat import functional_calls, is_functional
 from tflip.layer_spectra import conv_operator
 from tflip.layers.base import LipschitzLayer
 from tflip.ops.conv import conv_norm_upper_bound
@@ -45,6 +49,12 @@ _ONE_LIPSCHITZ_LAYERS = (
     keras.layers.GlobalAveragePooling1D,
     keras.layers.GlobalMaxPooling2D,
     keras.layers.GlobalMaxPooling1D,
+    keras.layers.Identity,
+    keras.layers.Permute,
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Cropping1D,
+    keras.layers.Cropping2D,
 )
 
 
@@ -106,8 +116,15 @@ def layer_lipschitz_bound(layer, norm=2, known=None):
     if isinstance(layer, _ONE_LIPSCHITZ_LAYERS):
         return 1.0
     activation = activation_lipschitz(getattr(layer, "activation", None))
+    if getattr(layer, "bounds_sublayers", False):  # wrappers (LipschitzResidual) bound their inner layers
+        return layer.lipschitz_upper_bound(norm, known=known) * activation
     if isinstance(layer, LipschitzLayer):
         return layer.lipschitz_upper_bound(norm) * activation
+    if isinstance(layer, keras.layers.Rescaling):
+        return float(np.max(np.abs(layer.scale)))
+    if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "nearest":
+        # Each input is copied into size_h * size_w outputs.
+        return 1.0 if norm == "inf" else math.sqrt(layer.size[0] * layer.size[1])
     if isinstance(layer, keras.layers.Activation):
         return activation
     if isinstance(layer, keras.layers.LeakyReLU):
@@ -131,38 +148,165 @@ def layer_lipschitz_bound(layer, norm=2, known=None):
     )
 
 
+# Merge layers whose output is a sum (Add, Subtract) or mean (Average) of their inputs, and those whose
+# output stacks or selects entries of them (Concatenate; Maximum/Minimum: |max(a, b) - max(a', b')| <=
+# max(|a - a'|, |b - b'|) per entry, so they are bounded as the concatenation).
+_SUM_LAYERS = (keras.layers.Add, keras.layers.Subtract)
+_STACK_LAYERS = (keras.layers.Concatenate, keras.layers.Maximum, keras.layers.Minimum)
+# Keras ops (`keras.ops.*` or operators on symbolic tensors) that only move or negate entries.
+_ISOMETRIC_OPS = {"Reshape", "Transpose", "ExpandDims", "Squeeze", "Negative", "Flatten"}
+
+
+def _stack(vectors, norm):
+    """Bound of the concatenation of tensors with per-input bound vectors `vectors`.
+
+    With d_i = ||x_i - y_i||: ||[g; h](x) - [g; h](y)||_2 <= || sum_i d_i (b_i, b'_i) ||_2
+    <= sum_i d_i sqrt(b_i^2 + b'_i^2) (Minkowski); in L-infinity the entrywise max.
+    """
+    stacked = np.stack(vectors)
+    return np.sqrt(np.sum(np.square(stacked), axis=0)) if norm == 2 else np.max(stacked, axis=0)
+
+
+def _op_bound(operation, args, vectors):
+    """Per-input bound vector of a Keras op applied to tensors with bound vectors `vectors`, or None."""
+    if not type(operation).__module__.startswith("keras."):
+        return None
+    name = type(operation).__name__
+    constants = [a for a in args if not isinstance(a, keras.KerasTensor)]
+    if name in ("Add", "Subtract"):
+        return sum(vectors)  # a constant operand only translates
+    if name in _ISOMETRIC_OPS and len(vectors) == 1:
+        return vectors[0]
+    if name == "Multiply" and len(vectors) == 1 and len(constants) == 1:
+        return float(np.max(np.abs(np.asarray(constants[0], "float64")))) * vectors[0]
+    if name in ("Divide", "TrueDivide") and len(vectors) == 1 and isinstance(args[0], keras.KerasTensor):
+        return float(np.max(1.0 / np.abs(np.asarray(args[1], "float64")))) * vectors[0]
+    return None
+
+
+def _call_bound(operation, args, vectors, norm, known):
+    """Per-input bound vector of one call of `operation` on tensors with bound vectors `vectors`."""
+    if operation.name in known:
+        return float(known[operation.name]) * (vectors[0] if len(vectors) == 1 else _stack(vectors, norm))
+    if isinstance(operation, _SUM_LAYERS):
+        return sum(vectors)
+    if isinstance(operation, keras.layers.Average):
+        return sum(vectors) / len(vectors)
+    if isinstance(operation, _STACK_LAYERS):
+        return _stack(vectors, norm)
+    if isinstance(operation, keras.Model):
+        # The nested model's bound vectors (w.r.t. its own inputs, in the order the call feeds them),
+        # composed with those of the tensors it is called on.
+        outputs = _output_bounds(operation, norm, known)
+        return [sum(b * v for b, v in zip(bounds, vectors)) for bounds in outputs]
+    if isinstance(operation, keras.layers.Layer):
+        if len(vectors) != 1:
+            raise ValueError(
+                f"Layer {operation.name!r} ({type(operation).__name__}) combines several tensors and has no "
+                f"known Lipschitz constant; pass `known={{{operation.name!r}: constant}}` (a constant with "
+                "respect to the concatenation of its inputs)."
+            )
+        return layer_lipschitz_bound(operation, norm, known) * vectors[0]
+    bound = _op_bound(operation, args, vectors)
+    if bound is None:
+        raise ValueError(
+            f"Operation {operation.name!r} ({type(operation).__name__}) has no known Lipschitz constant "
+            f"(products of tensors are not Lipschitz); pass `known={{{operation.name!r}: constant}}`."
+        )
+    return bound
+
+
+def _output_bounds(model, norm, known):
+    """One vector per output of `model`: entry i bounds the output's Lipschitz constant in input i alone.
+
+    Output o satisfies ||f_o(x) - f_o(y)|| <= sum_i b_oi ||x_i - y_i||.
+    """
+    if isinstance(model, keras.Sequential):
+        bound = 1.0
+        for layer in model.layers:
+            bound *= layer_lipschitz_bound(layer, norm, known)
+        return [np.array([bound])]
+    if not is_functional(model):
+        raise ValueError(
+            f"Model {model.name!r} ({type(model).__name__}) is subclassed: its graph cannot be read. Bound its "
+            f"networks one by one, or pass `known={{{model.name!r}: constant}}` where it is nested."
+        )
+    count = len(model.inputs)
+    bounds = {id(x): np.eye(count)[i] for i, x in enumerate(model.inputs)}
+    for operation, inputs, args, outputs in functional_calls(model):
+        if any(id(x) not in bounds for x in inputs):
+            continue  # not connected to the inputs (Keras skips such nodes too)
+        result = _call_bound(operation, args, [bounds[id(x)] for x in inputs], norm, known)
+        results = result if isinstance(result, list) else [result] * len(outputs)
+        for tensor, vector in zip(outputs, results):
+            bounds[id(tensor)] = vector
+    return [bounds[id(x)] for x in model.outputs]
+
+
 def lipschitz_upper_bound(model, norm=2, known=None):
-    """Certified upper bound of a chain model's Lipschitz constant (product of layers).
+    """Certified upper bound of a model's Lipschitz constant, by walking its graph.
+
+    Every tensor of the graph gets a certified bound of its Lipschitz
+    constant as a function of the model's inputs, from the inputs to the
+    outputs:
+
+    - a layer with one input: its certified constant (`layer_lipschitz_bound`,
+      activation included) times its input's bound; a Sequential model is
+      the product of its layers';
+    - `Add`, `Subtract` (and `x + y`, `x - y` on symbolic tensors): the sum
+      of the inputs' bounds; `Average`: their mean, so that
+      `(g(x) + h(x)) / 2` gets `(L_g + L_h) / 2`, and a convex combination
+      never exceeds the largest branch;
+    - `Concatenate`, `Maximum`, `Minimum`: in L2 the root of the sum of the
+      squared bounds (`||[g; h](x) - [g; h](y)||^2 = ||g(x) - g(y)||^2 +
+      ||h(x) - h(y)||^2`); in L-infinity the largest;
+    - scaling by a constant (`Rescaling`, `x * c`, `x / c`): `max |c|` times
+      the input's bound; reshapes, transposes and negation keep it;
+    - nested models recursively (their bounds with respect to their own
+      inputs, composed with those of the tensors they are called on);
+      `LipschitzResidual` from its branch's bound;
+    - products of tensors (`Multiply` layers, `x * y`) and unknown layers
+      raise `ValueError` unless their constant is declared in `known`
+      (a layer with several inputs: with respect to their concatenation).
+
+    Several inputs and outputs: each tensor carries one bound per input
+    (`||f(x) - f(y)|| <= sum_i b_i ||x_i - y_i||`), and the result is the
+    bound with respect to the concatenation of all inputs, for the
+    concatenation of all outputs: `||b||_2` in L2 (Cauchy-Schwarz),
+    `sum_i b_i` in L-infinity. Each rule is tight on its own closed form
+    (`x + f(x)` with `f` linear of norm 0.25 in the direction of `x` gives
+    1.25); composing them can only overestimate.
 
     Args:
-        model: A built `keras.Sequential`, or a functional model whose layers
-            form a single chain (no branches or merges).
+        model: A built `keras.Sequential` or functional `keras.Model`
+            (subclassed models cannot be read; bound their networks).
         norm: 2 (default) or "inf"; input and output use the same norm.
-        known: Optional dict `{layer_name: constant}` declaring constants of
-            layers tflip cannot bound itself.
+        known: Optional dict `{layer_or_op_name: constant}` declaring
+            constants of layers tflip cannot bound itself (also nested
+            models and symbolic ops, by name).
 
     Returns:
         A Python float.
 
+    Raises:
+        ValueError: If a layer's constant is unknown and not declared, or
+            `model` is not built, or is subclassed.
+
     Example:
-        >>> model = keras.Sequential([keras.Input((4,)), BjorckDense(8), GroupSort(2), BjorckDense(1)])
-        >>> lipschitz_upper_bound(model)  # ~1.0
+        >>> inputs = keras.Input((4,))
+        >>> branch = SpectralNormDense(4, lipschitz=0.25)(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Add()([inputs, branch]))
+        >>> lipschitz_upper_bound(model)  # ~1.25
     """
+    norm = check_norm(norm)
+    known = known or {}
     if not model.built:
         raise ValueError("`model` must be built before its Lipschitz constant can be bounded.")
-    bound = 1.0
-    for layer in model.layers:
-        inputs = getattr(layer, "_inbound_nodes", [])
-        # A Sequential model is a chain by construction (its layers may still
-        # carry extra nodes from rebuilding, e.g. after load_model).
-        chained = isinstance(model, keras.Sequential)
-        if not chained and (any(len(node.input_tensors) > 1 for node in inputs) or len(inputs) > 1):
-            raise ValueError(
-                f"Layer {layer.name!r} has several inputs or is shared: only chains of layers are "
-                "supported (residual connections need their own analysis)."
-            )
-        bound *= layer_lipschitz_bound(layer, norm, known)
-    return bound
+    if model.name in known:
+        return float(known[model.name])
+    outputs = _output_bounds(model, norm, known)
+    combined = outputs[0] if len(outputs) == 1 else _stack(outputs, norm)
+    return float(np.linalg.norm(combined)) if norm == 2 else float(np.sum(combined))
 
 
 def jacobian_norms(model, x):
