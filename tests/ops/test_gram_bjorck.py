@@ -163,3 +163,18 @@ def test_polar_express_xla_and_zero_matrix(rng):
     compiled = tf.function(lambda m: polar_express_orthonormalize(m, steps=8, lower=0.01), jit_compile=True)
     np.testing.assert_allclose(compiled(matrix), polar_express_orthonormalize(matrix, steps=8, lower=0.01), atol=1e-5)
     assert np.all(polar_express_orthonormalize(tf.zeros((4, 3))).numpy() == 0)
+
+
+@pytest.mark.parametrize("shape", [(3, 1), (6, 6), (4, 9)])
+def test_polar_express_derivative_along_the_kernel_vanishes_as_for_the_polar_factor(shape):
+    """The polar factor is scale-invariant: its derivative in the direction W itself is 0.
+
+    It holds for a truncated schedule too (here not converged on the
+    ill-conditioned kernels) because the scale is homogeneous in W for
+    autodiff; with a fully stopped scale the spurious radial gradient drove
+    the raw kernel's norm and a linear critic failed to learn.
+    """
+    matrix = tf.constant(np.random.default_rng(0).standard_normal(shape).astype("float32"))
+    with tf.autodiff.ForwardAccumulator(matrix, matrix) as accumulator:
+        result = polar_express_orthonormalize(matrix)
+    assert np.abs(accumulator.jvp(result).numpy()).max() < 1e-5

@@ -115,9 +115,9 @@ def polar_express_orthonormalize(matrix, steps=3, lower=0.35, gram_iterations=3)
       iteration, Delattre et al. 2023, is that matrix);
     - the scale is a certified upper bound of `sigma_max(W)` (Gram iteration
       continued from `W^T W`, so every singular value of `W / scale` is in
-      `(0, 1]`), taken under `stop_gradient`: the polar factor is invariant
-      to a positive scale, so this changes the value by rounding only and
-      saves differentiating the bound;
+      `(0, 1]`), differentiated only through `||W||_F` (the bound over
+      `||W||_F` is held constant): the map stays exactly scale-invariant, as
+      the polar factor is, without differentiating the bound;
     - the steps use per-step minimax coefficients (`polar_express_coefficients`,
       Amsel et al. 2025) instead of the fixed Björck step, which reach a given
       accuracy in fewer products when the singular values start spread out;
@@ -146,7 +146,15 @@ def polar_express_orthonormalize(matrix, steps=3, lower=0.35, gram_iterations=3)
     tall = matrix.shape[0] >= matrix.shape[1]
     a = matrix if tall else tf.transpose(matrix)
     gram = _gram(a)
-    scale_sq = tf.stop_gradient(_gram_bound_squared(gram, gram_iterations - 1))
+    # The scale is the certified bound's value, differentiated only through the
+    # Frobenius norm: `scale(t W) = t scale(W)` holds for autodiff too, so the
+    # map stays exactly scale-invariant like the polar factor (its derivative
+    # along W is 0). A fully stopped scale breaks that for a truncated schedule,
+    # and the spurious radial gradient drives the raw kernel's norm in training.
+    frobenius_sq = tf.linalg.trace(gram)
+    ratio = tf.stop_gradient(_gram_bound_squared(gram, gram_iterations - 1) / tf.maximum(frobenius_sq, 1e-30))
+    scale_sq = ratio * frobenius_sq
+    scale_sq = tf.where(frobenius_sq > 0, scale_sq, tf.ones_like(scale_sq))
     a = a / tf.sqrt(scale_sq)
     gram = gram / scale_sq
     for k, (c1, c3) in enumerate(coefficients):
