@@ -66,6 +66,7 @@ def test_robust_classifier_certificates_hold_under_pgd(capsys):
     assert result["certified_accuracy"] == sorted(result["certified_accuracy"], reverse=True)
 
 
+@pytest.mark.slow
 def test_tuner_search_reports_the_best_trial(tmp_path, capsys):
     result = example("tuner_search").main(["--smoke", "--directory", str(tmp_path)])
     assert "best hyperparameters" in capsys.readouterr().out

@@ -241,6 +241,7 @@ def test_random_search_minimizes_the_exact_w1(tmp_path):
     assert model.n_critic == best.hyperparameters.values["n_critic"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Model 'wgan.*had a build config")
 def test_hyperband_resumes_trials_from_checkpoints(tmp_path):
     hypermodel = WGANHyperModel(2, 2, HELD_OUT, penalties=["gp", "maxgp"], constraints=["none"],
@@ -260,6 +261,7 @@ def test_hyperband_resumes_trials_from_checkpoints(tmp_path):
     assert wasserstein1_exact(model.generate(len(HELD_OUT), seed=0), HELD_OUT) == pytest.approx(best.score, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_random_search_under_mirrored_strategy(tmp_path):
     strategy = mirrored_strategy()
     hypermodel = WGANHyperModel(2, 2, HELD_OUT, penalties=["lp"], constraints=["none"], activations=["relu"],

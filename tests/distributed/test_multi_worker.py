@@ -48,7 +48,7 @@ def load(path):
     return [data[k] for k in data.files if k != "logs"], json.loads(str(data["logs"]))
 
 
-@pytest.mark.parametrize("penalty", ["gp", "maxal"])
+@pytest.mark.parametrize("penalty", ["gp", pytest.param("maxal", marks=pytest.mark.slow)])
 def test_two_workers_match_each_other_and_a_single_worker(tmp_path, penalty):
     port0, port1 = free_ports(2)
     outputs = [str(tmp_path / f"worker{i}.npz") for i in (0, 1)] + [str(tmp_path / "single.npz")]

@@ -18,6 +18,7 @@ def bjorck_groupsort_critic(dimension, width=64, depth=3, group_size=8):
     return keras.Sequential(layers + [BjorckDense(1)])
 
 
+@pytest.mark.slow
 def test_bjorck_groupsort_critic_estimates_three_cones_w1_within_five_percent():
     keras.utils.set_random_seed(0)
     estimator = WassersteinCritic(bjorck_groupsort_critic(2))
