@@ -52,6 +52,7 @@ def test_bound_covers_jacobian_norms_of_a_nonlinear_branch(rng):
     assert alpha == pytest.approx(0.4, rel=1e-6)
     assert bound == pytest.approx((1 - alpha) + alpha * 2.0, rel=2e-3)
     assert float(tf.reduce_max(jacobian_norms(model, x))) <= bound * (1 + 1e-6)
+    assert float(block.operator_norm()) == pytest.approx(bound, rel=2e-3)
 
 
 def test_known_constants_reach_the_branch():

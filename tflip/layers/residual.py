@@ -113,9 +113,19 @@ class LipschitzResidual(keras.layers.Layer, LipschitzLayer):
         return (1.0 - alpha) + alpha * float(getattr(self.layer, "lipschitz", 1.0))
 
     def operator_norm(self):
-        """`(1 - alpha) + alpha * ||f||` with the branch's own `operator_norm()` (an estimate, as the branch's)."""
+        """`(1 - alpha) + alpha * ||f||` with the branch's own `operator_norm()` (an estimate, as the branch's).
+
+        A branch without one (a model, a plain Keras layer) contributes its
+        certified bound instead.
+        """
         alpha = self.current_alpha()
-        return (1.0 - alpha) + alpha * tf.cast(self.layer.operator_norm(), tf.float32)
+        if isinstance(self.layer, LipschitzLayer):
+            branch = tf.cast(self.layer.operator_norm(), tf.float32)
+        else:
+            from tflip.lipschitz import layer_lipschitz_bound
+
+            branch = tf.constant(layer_lipschitz_bound(self.layer), tf.float32)
+        return (1.0 - alpha) + alpha * branch
 
     def lipschitz_upper_bound(self, norm=2, known=None):
         """Certified `(1 - alpha) + alpha * L_f`, with `L_f` from `tflip.lipschitz.layer_lipschitz_bound`.
