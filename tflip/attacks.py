@@ -35,18 +35,6 @@ from tflip.ops.norms import check_norm
 _ATTACKS = ("fgsm", "pgd")
 
 
-def _check_clip(clip):
-    if clip is None:
-        return None
-    try:
-        lo, hi = clip
-    except (TypeError, ValueError):
-        raise ValueError(f"`clip` must be None or a pair (lo, hi) with lo < hi, got {clip!r}.") from None
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) for v in (lo, hi)) or lo >= hi:
-        raise ValueError(f"`clip` must be None or a pair (lo, hi) of finite numbers with lo < hi, got {clip!r}.")
-    return float(lo), float(hi)
-
-
 def _sample_axes(x):
     return list(range(1, x.shape.rank))
 
@@ -135,7 +123,7 @@ def fgsm(model, x, labels, epsilon, norm="inf", clip=None):
     """
     epsilon = _validation.non_negative_number("epsilon", epsilon)
     norm = check_norm(norm)
-    clip = _check_clip(clip)
+    clip = None if clip is None else _validation.interval("clip", clip)
     x = _inputs(x)
     _, grad, _ = _cw_loss_and_gradient(model, x, labels=labels)
     x_adv = x + epsilon * _ascent_direction(grad, norm)
@@ -204,9 +192,9 @@ def pgd(model, x, labels, epsilon, step_size, steps, norm="inf", clip=None, rand
     step_size = _validation.positive_number("step_size", step_size)
     steps = _validation.positive_int("steps", steps)
     norm = check_norm(norm)
-    clip = _check_clip(clip)
+    clip = None if clip is None else _validation.interval("clip", clip)
     start = _check_random_start(random_start)
-    seed = _validation.positive_int("seed", seed, minimum=0)
+    seed = _validation.random_seed("seed", seed)
     x = _inputs(x)
     best_x = x
     # The clean point is the first candidate: an already misclassified sample stays so.

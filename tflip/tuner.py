@@ -28,7 +28,7 @@ from tflip import _validation
 from tflip import penalties as penalty_lib
 from tflip.callbacks.wasserstein import ExactWasserstein
 from tflip.models import WGAN, WassersteinCritic
-from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS, lipschitz_mlp, relu_mlp
+from tflip.models.mlp import ACTIVATIONS, CONSTRAINTS, lipschitz_mlp, relu_mlp, width_multiple
 
 __all__ = [
     "ACTIVATIONS",
@@ -40,11 +40,8 @@ __all__ = [
     "generator_mlp",
 ]
 
-PENALTIES = ("gp", "lp", "alp", "maxgp", "maxal", "none")
-
-# Penalties whose strength is a `weight` (MaxAL's quadratic coefficient is `rho`
-# and its multiplier adapts on its own; "none" has nothing to weigh).
-_WEIGHTED = ("gp", "lp", "alp", "maxgp")
+# The penalty names a search may choose from: the registry's and "none".
+PENALTIES = (*penalty_lib.NAMES, penalty_lib.NONE)
 
 # --- Argument normalization: every option is a fixed value or a (low, high) range.
 
@@ -88,8 +85,12 @@ def _float_bounds(name, value):
     return _bounds(name, value, _validation.positive_number)
 
 
-def _int_bounds(name, value, minimum=1):
-    return _bounds(name, value, lambda n, v: _validation.positive_int(n, v, minimum=minimum))
+def _int_bounds(name, value):
+    return _bounds(name, value, _validation.positive_int)
+
+
+def _non_negative_int_bounds(name, value):
+    return _bounds(name, value, _validation.non_negative_int)
 
 
 def _clip(value, bounds):
@@ -148,8 +149,7 @@ class _CriticSpace:
         # of their lcm keeps all combinations valid, so the width does not
         # have to be conditional on the activation.
         self.width_step = math.lcm(
-            2 if "maxmin" in self.activations else 1,
-            *(self.group_sizes if "groupsort" in self.activations else (1,)),
+            *(width_multiple(activation, group) for activation in self.activations for group in self.group_sizes)
         )
         low, high = _int_bounds("critic_width", width)
         step = self.width_step
@@ -297,40 +297,54 @@ class _LipschitzHyperModel(keras_tuner.HyperModel):
                 "`alp_epsilon_high` must lie above `alp_epsilon_low` (so every sampled ALP range has low < high), "
                 f"got {alp_epsilon_low!r} and {alp_epsilon_high!r}."
             )
-        self.alp_power_iterations = _int_bounds("alp_power_iterations", alp_power_iterations, minimum=0)
+        self.alp_power_iterations = _non_negative_int_bounds("alp_power_iterations", alp_power_iterations)
         self.critic_space = _CriticSpace(constraints, activations, group_sizes, critic_depth, critic_width)
         if "none" in self.penalties and "none" in self.critic_space.constraints:
             raise ValueError(
                 "`penalties` and `constraints` both contain 'none': an unconstrained critic without a penalty is "
                 "not Lipschitz and its Wasserstein estimate diverges. Remove 'none' from one of them."
             )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
-        self.seed = seed
+        self.seed = _validation.random_seed("seed", seed)
+        self.penalty_ranges = {
+            "penalty_weight": self.penalty_weight,
+            "alp_epsilon_low": self.alp_epsilon_low,
+            "alp_epsilon_high": self.alp_epsilon_high,
+            "alp_power_iterations": self.alp_power_iterations,
+        }
 
     def build_penalty(self, hp):
-        """Registers the penalty hyperparameters and returns the penalty (or `None`)."""
+        """Registers the penalty hyperparameters and returns the penalty (or `None`).
+
+        The names, weights and tunable arguments come from
+        `tflip.penalties.REGISTRY`; each penalty's hyperparameters are active
+        only when it is chosen (the shared `penalty_weight` for every weighted
+        one).
+        """
         choice = hp.Choice("penalty", list(self.penalties))
-        weighted = [p for p in self.penalties if p in _WEIGHTED]
-        weight = None
+        entries = [penalty_lib.REGISTRY[name] for name in self.penalties if name != penalty_lib.NONE]
+        values = {}
+        weighted = [entry.name for entry in entries if entry.weighted]
         if weighted:
-            weight = _hp_float(
-                hp, "penalty_weight", self.penalty_weight, default=10.0, parent_name="penalty", parent_values=weighted
+            weight = penalty_lib.WEIGHT
+            values[weight.name] = _hp_float(
+                hp, weight.name, self.penalty_ranges[weight.name], weight.default,
+                parent_name="penalty", parent_values=weighted,
             )
-        if "alp" in self.penalties:
-            condition = {"parent_name": "penalty", "parent_values": ["alp"]}
-            low = _hp_float(hp, "alp_epsilon_low", self.alp_epsilon_low, default=0.1, **condition)
-            high = _hp_float(hp, "alp_epsilon_high", self.alp_epsilon_high, default=10.0, **condition)
-            iterations = _hp_int(hp, "alp_power_iterations", self.alp_power_iterations, default=1, **condition)
-        if choice == "none":
+        for entry in entries:
+            for parameter in entry.hyperparameters:
+                register = _hp_int if parameter.integer else _hp_float
+                values[parameter.name] = register(
+                    hp, parameter.name, self.penalty_ranges[parameter.name], parameter.default,
+                    parent_name="penalty", parent_values=[entry.name],
+                )
+        if choice == penalty_lib.NONE:
             return None
-        if choice == "alp":
-            return penalty_lib.get(
-                "alp", weight=weight, epsilon=(low, high), power_iterations=iterations, seed=self.seed
-            )
-        if choice == "maxal":
-            return penalty_lib.get("maxal", seed=self.seed)
-        return penalty_lib.get(choice, weight=weight, seed=self.seed)
+        entry = penalty_lib.REGISTRY[choice]
+        names = [parameter.name for parameter in entry.hyperparameters]
+        if entry.weighted:
+            names.append(penalty_lib.WEIGHT.name)
+        arguments = entry.constructor_arguments({name: values[name] for name in names})
+        return penalty_lib.get(choice, seed=self.seed, **arguments)
 
     def build_critic(self, hp):
         """Registers the critic hyperparameters and returns the built critic (see `critic_mlp`)."""
@@ -450,9 +464,7 @@ class WGANHyperModel(_LipschitzHyperModel):
             None if critic_batch_size is None else _validation.positive_int("critic_batch_size", critic_batch_size)
         )
         self.loss = _validation.one_of("loss", loss, ("wasserstein", "hinge", "nonsaturating"))
-        if isinstance(eval_seed, bool) or not isinstance(eval_seed, int):
-            raise ValueError(f"`eval_seed` must be an integer, got {eval_seed!r}.")
-        self.eval_seed = eval_seed
+        self.eval_seed = _validation.random_seed("eval_seed", eval_seed)
 
     def build(self, hp):
         """Builds and compiles a WGAN from `hp`.

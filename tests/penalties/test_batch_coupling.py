@@ -14,7 +14,8 @@ from tflip.penalties import (
     MaxGradientAugmentedLagrangian,
     MaxGradientPenalty,
 )
-from tflip.penalties.base import batch_coupling_layers, input_gradients
+from tflip.gradients import input_gradients
+from tflip.penalties.base import batch_coupling_layers
 
 BATCH_PENALTIES = (GradientPenalty, LipschitzPenalty, MaxGradientPenalty, MaxGradientAugmentedLagrangian,
                    AdversarialLipschitzPenalty)

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip.callbacks.summary import SummaryCallback, figure_pixels
+from tflip.gradients import values_and_input_gradients
 
 
 def critic_of(model):
@@ -19,10 +20,7 @@ def critic_field(critic, points, batch_size=8192):
     values, norms = [], []
     for start in range(0, len(points), batch_size):
         x = tf.convert_to_tensor(points[start:start + batch_size], tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reshape(tf.cast(critic(x, training=False), tf.float32), (-1,))
-        gradient = tape.gradient(y, x)
+        y, gradient = values_and_input_gradients(critic, x, training=False)
         values.append(y.numpy())
         norms.append(tf.norm(gradient, axis=1).numpy())
     return np.concatenate(values), np.concatenate(norms)

@@ -43,11 +43,11 @@ def add_network_arguments(parser, depth=3, width=128):
 
 
 def check_network_arguments(args):
-    divisor = {"maxmin": 2, "groupsort": args.group_size}.get(args.activation, 1)
-    if args.width % divisor:
-        raise ValueError(f"--width must be a multiple of {divisor} for --activation {args.activation}")
+    from tflip.models.mlp import check_width
+
     if args.activation == "groupsort" and args.group_size < 2:
         raise ValueError("--group-size must be at least 2")
+    check_width(args.width, args.activation, args.group_size, name="--width")
 
 
 def writable_directory(path):

@@ -4,13 +4,14 @@ import json
 import os
 import time
 
-PENALTIES = ("none", "gp", "lp", "alp", "maxgp", "maxal")
 DATASETS = ("eight_gaussians", "twenty_five_gaussians", "swiss_roll")
 
 
 def add_parser(commands):
+    from tflip import penalties
     from tflip.cli import add_network_arguments, positive_float, positive_int
 
+    weighted = [name for name, entry in penalties.REGISTRY.items() if entry.weighted]
     parser = commands.add_parser(
         "demo",
         help="train a WGAN on a toy set; write TensorBoard logs, PNGs and a JSON summary",
@@ -22,11 +23,11 @@ def add_parser(commands):
         ),
     )
     parser.add_argument("--dataset", choices=DATASETS, default="eight_gaussians", help="toy set (default: %(default)s)")
-    parser.add_argument("--penalty", choices=PENALTIES, default="none",
+    parser.add_argument("--penalty", choices=(penalties.NONE, *penalties.NAMES), default=penalties.NONE,
                         help="gradient penalty added to the critic loss (default: %(default)s; the default critic is "
                              "1-Lipschitz by construction)")
     parser.add_argument("--penalty-weight", type=positive_float, default=None,
-                        help="penalty weight lambda (default: the penalty's own, 10 for gp/lp, 100 for alp)")
+                        help=f"penalty weight lambda, for {', '.join(weighted)} (default: the penalty's own)")
     add_network_arguments(parser)  # also the generator's depth and width
     parser.add_argument("--steps", type=positive_int, default=1000, help="generator steps (default: %(default)s)")
     parser.add_argument("--n-critic", type=positive_int, default=5, help="critic steps per generator step (5)")
@@ -45,26 +46,16 @@ def add_parser(commands):
 
 
 def check(parser, args):
+    from tflip import penalties
     from tflip.cli import check_network_arguments, writable_directory
 
-    if args.penalty in ("none", "maxal") and args.penalty_weight is not None:
+    entry = penalties.REGISTRY.get(args.penalty)
+    if args.penalty_weight is not None and not (entry and entry.weighted):
         raise ValueError(f"--penalty-weight does not apply to --penalty {args.penalty}")
     if args.eval_every > args.steps:
         raise ValueError(f"--eval-every ({args.eval_every}) must be at most --steps ({args.steps})")
     check_network_arguments(args)
     writable_directory(args.output)
-
-
-def make_penalty(name, weight, seed):
-    """The penalty for a CLI name and optional weight (None for "none")."""
-    from tflip import penalties
-
-    if name == "none":
-        return None
-    options = {"seed": seed}
-    if weight is not None:
-        options["weight"] = weight
-    return penalties.get(name, **options)
 
 
 def run(args):
@@ -84,8 +75,11 @@ def run(args):
     logs = os.path.join(args.output, "logs")
     critic = lipschitz_mlp(2, 1, args.depth, args.width, args.constraint, args.activation, args.group_size)
     generator = relu_mlp(2, 2, args.depth, args.width)
-    gan = WGAN(generator, critic, latent_dim=2, penalty=make_penalty(args.penalty, args.penalty_weight, args.seed),
-               n_critic=args.n_critic, seed=args.seed)
+    penalty = None
+    if args.penalty != tflip.penalties.NONE:
+        weight = {} if args.penalty_weight is None else {"weight": args.penalty_weight}
+        penalty = tflip.penalties.get(args.penalty, seed=args.seed, **weight)
+    gan = WGAN(generator, critic, latent_dim=2, penalty=penalty, n_critic=args.n_critic, seed=args.seed)
     gan.compile(*(keras.optimizers.Adam(args.learning_rate, 0.5, 0.9) for _ in range(2)))
 
     real = tflip.datasets.toy(args.dataset, args.eval_samples, seed=args.seed + 1)

@@ -27,6 +27,24 @@ def activation_layer(activation, group_size=2, name=None):
     return layers.FullSort(name=name)
 
 
+def width_multiple(activation, group_size=2):
+    """The number every hidden width must be a multiple of for `activation`.
+
+    MaxMin sorts pairs of units and GroupSort groups of `group_size` units,
+    so a width must split into whole pairs or groups; ReLU and FullSort take
+    any width.
+    """
+    return {"maxmin": 2, "groupsort": group_size}.get(activation, 1)
+
+
+def check_width(width, activation, group_size=2, name="width"):
+    """Raises `ValueError` naming `name` unless `width` is a multiple of `width_multiple(activation, group_size)`."""
+    multiple = width_multiple(activation, group_size)
+    if width % multiple:
+        raise ValueError(f"`{name}` must be a multiple of {multiple} for {activation}, got {width}.")
+    return width
+
+
 def lipschitz_mlp(input_dim, output_dim=1, depth=3, width=128, constraint="bjorck", activation="groupsort",
                   group_size=2, name="critic"):
     """An MLP `input_dim -> output_dim` of constrained Dense layers and activations.
@@ -56,14 +74,13 @@ def lipschitz_mlp(input_dim, output_dim=1, depth=3, width=128, constraint="bjorc
     """
     input_dim = _validation.positive_int("input_dim", input_dim)
     output_dim = _validation.positive_int("output_dim", output_dim)
-    depth = _validation.positive_int("depth", depth, minimum=0)
+    depth = _validation.non_negative_int("depth", depth)
     width = _validation.positive_int("width", width)
     dense = _DENSE_CLASSES[_validation.one_of("constraint", constraint, CONSTRAINTS)]
     activation = _validation.one_of("activation", activation, ACTIVATIONS)
     group_size = _validation.positive_int("group_size", group_size, minimum=2)
-    divisor = {"maxmin": 2, "groupsort": group_size}.get(activation, 1)
-    if depth and width % divisor:
-        raise ValueError(f"`width` must be a multiple of {divisor} for {activation}, got {width}.")
+    if depth:
+        check_width(width, activation, group_size)
     stack = [keras.Input((input_dim,), name=f"{name}_input")]
     for i in range(depth):
         stack.append(dense(width, name=f"{name}_dense_{i}"))
@@ -76,7 +93,7 @@ def relu_mlp(input_dim, output_dim, depth=3, width=128, name="generator"):
     """A ReLU MLP `input_dim -> output_dim` with a linear output (a toy generator)."""
     input_dim = _validation.positive_int("input_dim", input_dim)
     output_dim = _validation.positive_int("output_dim", output_dim)
-    depth = _validation.positive_int("depth", depth, minimum=0)
+    depth = _validation.non_negative_int("depth", depth)
     width = _validation.positive_int("width", width)
     stack = [keras.Input((input_dim,), name=f"{name}_input")]
     stack += [keras.layers.Dense(width, "relu", name=f"{name}_dense_{i}") for i in range(depth)]

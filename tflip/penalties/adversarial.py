@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip._replica import global_statistics, safe_mean
-from tflip.penalties.base import Penalty, critic_values, vector_norms, warn_if_batch_coupled
+from tflip.gradients import critic_values
+from tflip.penalties.base import Penalty, vector_norms, warn_if_batch_coupled
 
 _FORMS = ("one_sided", "two_sided", "absolute_and_square")
 
@@ -15,17 +16,6 @@ def _unit_rows(vectors):
     norms = vector_norms(vectors, 2.0)
     shape = tf.concat([tf.shape(vectors)[:1], tf.ones([vectors.shape.rank - 1], tf.int32)], 0)
     return vectors / tf.reshape(tf.maximum(norms, 1e-12), shape)
-
-
-def _check_range(name, value, positive):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a pair (low, high) of numbers, got {value!r}.") from None
-    if not low < high or (positive and low <= 0):
-        kind = "0 < low < high" if positive else "low < high"
-        raise ValueError(f"`{name}` must be a non-empty range with {kind}, got {value!r}.")
-    return low, high
 
 
 @keras.saving.register_keras_serializable(package="tflip")
@@ -89,11 +79,11 @@ class AdversarialLipschitzPenalty(Penalty):
         super().__init__(seed=seed, **kwargs)
         self.weight = _validation.non_negative_number("weight", weight)
         self.xi = _validation.positive_number("xi", xi)
-        self.epsilon = _check_range("epsilon", epsilon, positive=True)
-        self.power_iterations = _validation.positive_int("power_iterations", power_iterations, minimum=0)
+        self.epsilon = _validation.interval("epsilon", epsilon, positive=True)
+        self.power_iterations = _validation.non_negative_int("power_iterations", power_iterations)
         self.target = _validation.non_negative_number("target", target)
         self.form = _validation.one_of("form", form, _FORMS)
-        self.clip = None if clip is None else _check_range("clip", clip, positive=False)
+        self.clip = None if clip is None else _validation.interval("clip", clip)
         self.violation_rate = keras.metrics.Mean(name="violation_rate")
         self.violations = keras.metrics.Mean(name="violations")
         self.quotient_mean = keras.metrics.Mean(name="lipschitz_quotient_mean")

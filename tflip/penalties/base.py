@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip._replica import SeedCounter, global_statistics
+from tflip.gradients import critic_values, input_gradients  # noqa: F401 (models still import critic_values here)
 from tflip.layers.base import iter_layers
 
 _SAMPLINGS = ("interpolates", "real_perturbation", "real_fake_perturbation")
@@ -63,9 +64,7 @@ class Penalty(keras.layers.Layer):
 
     def __init__(self, seed=0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
-        self.seed = seed
+        self.seed = _validation.random_seed("seed", seed)
 
     def build(self, input_shape):
         self.random = SeedCounter(self, self.seed, name="random_counter")
@@ -106,14 +105,6 @@ class Penalty(keras.layers.Layer):
         return config
 
 
-def critic_values(critic, x, training=True):
-    """Critic outputs on `x` as a float32 vector of per-sample values."""
-    out = keras.ops.cast(critic(x, training=training), "float32")
-    if out.shape.rank is not None and out.shape.rank > 1 and any(d not in (1, None) for d in out.shape[1:]):
-        raise ValueError(f"The critic must output one value per sample, got output shape {tuple(out.shape)}.")
-    return tf.reshape(out, [-1])
-
-
 def dual_norm_exponent(norm):
     """The exponent q of the dual norm of `norm` = p (1/p + 1/q = 1)."""
     if norm == "inf":
@@ -152,18 +143,6 @@ def vector_norms(vectors, exponent):
     positive = powered > 0
     safe = tf.where(positive, powered, tf.ones_like(powered))
     return tf.where(positive, safe ** (1.0 / exponent), tf.zeros_like(powered))
-
-
-def input_gradients(critic, points):
-    """Gradients of the critic's output with respect to its inputs (float32).
-
-    The gradient is recorded by the caller's tape too, so the penalty built on
-    it is differentiable with respect to the critic's weights.
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(points)
-        total = tf.reduce_sum(critic_values(critic, points))
-    return tf.cast(tape.gradient(total, points), "float32")
 
 
 def batch_coupling_layers(critic):

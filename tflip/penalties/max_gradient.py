@@ -42,7 +42,7 @@ class MaxGradientPenalty(GradientNormPenalty):
     def __init__(self, weight=10.0, one_sided=False, buffer_size=0, **kwargs):
         super().__init__(weight=weight, **kwargs)
         self.one_sided = bool(one_sided)
-        self.buffer_size = _validation.positive_int("buffer_size", buffer_size, minimum=0)
+        self.buffer_size = _validation.non_negative_int("buffer_size", buffer_size)
 
     def build(self, input_shape):
         super().build(input_shape)
