@@ -118,15 +118,15 @@ class AdversarialLipschitzPenalty(Penalty):
             direction = tf.where(flat, direction, _unit_rows(gradient))
         return direction
 
-    def compute(self, critic, real, fake, random, values=None):
+    def compute(self, critic, real, fake, stream, values=None):
         warn_if_batch_coupled(critic, type(self).__name__)
         x = tf.concat([tf.cast(real, "float32"), tf.cast(fake, "float32")], axis=0)
         values = critic_values(critic, x) if values is None else tf.concat(values, axis=0)
         # Draws per batch (real, fake) so each replica's rows match the single-device rows.
-        start = tf.concat([random.normal(tf.shape(part)) for part in (real, fake)], 0)
+        start = tf.concat([stream.normal(tf.shape(part)) for part in (real, fake)], 0)
         direction = self.adversarial_direction(critic, x, values, start)
         count = tf.shape(x)[0]
-        epsilon = tf.concat([random.uniform(tf.shape(part)[:1], *self.epsilon) for part in (real, fake)], 0)
+        epsilon = tf.concat([stream.uniform(tf.shape(part)[:1], *self.epsilon) for part in (real, fake)], 0)
         shape = tf.concat([[count], tf.ones([x.shape.rank - 1], tf.int32)], 0)
         moved = tf.stop_gradient(self._perturb(x, tf.reshape(epsilon, shape) * direction))
         distance = tf.maximum(vector_norms(moved - x, 2.0), 1e-12)

@@ -67,7 +67,7 @@ class Penalty(keras.layers.Layer):
         self.seed = _validation.random_seed("seed", seed)
 
     def build(self, input_shape):
-        self.random = SeedCounter(self, self.seed, name="random_counter")
+        self.seed_counter = SeedCounter(self, self.seed, name="random_counter")
         self.built = True
 
     def __call__(self, critic, real, fake, seed=None, values=None):
@@ -86,11 +86,11 @@ class Penalty(keras.layers.Layer):
         """
         if not self.built:
             self.build(tuple(real.shape))
-        random = self.random.stream(seed)
-        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake), random, values)
+        stream = self.seed_counter.stream(seed)
+        return self.compute(critic, tf.convert_to_tensor(real), tf.convert_to_tensor(fake), stream, values)
 
-    def compute(self, critic, real, fake, random, values=None):
-        """The penalty; `random` is the call's `RandomStream`, `values` see `__call__`."""
+    def compute(self, critic, real, fake, stream, values=None):
+        """The penalty; `stream` is the call's `RandomStream` (all its random draws), `values` see `__call__`."""
         raise NotImplementedError
 
     def after_critic_update(self, critic):
@@ -231,29 +231,29 @@ class GradientNormPenalty(Penalty):
                 name="calls", aggregation="only_first_replica",
             )
 
-    def penalty_points(self, real, fake, random):
+    def penalty_points(self, real, fake, stream):
         """The points at which the gradient norm is penalized."""
         real = tf.cast(real, "float32")
         fake = tf.cast(fake, "float32")
         if self.sampling == "interpolates":
             rank = real.shape.rank
-            alpha = random.uniform(tf.concat([tf.shape(real)[:1], tf.ones([rank - 1], tf.int32)], 0))
+            alpha = stream.uniform(tf.concat([tf.shape(real)[:1], tf.ones([rank - 1], tf.int32)], 0))
             return alpha * real + (1.0 - alpha) * fake
         parts = [real] if self.sampling == "real_perturbation" else [real, fake]
         # One draw per part, so each replica's rows match the single-device rows.
-        return tf.concat([part + random.normal(tf.shape(part), stddev=self.noise_std) for part in parts], 0)
+        return tf.concat([part + stream.normal(tf.shape(part), stddev=self.noise_std) for part in parts], 0)
 
     def penalty_from_norms(self, norms):
         """The unweighted penalty from the per-point gradient norms."""
         raise NotImplementedError
 
-    def compute(self, critic, real, fake, random, values=None):
+    def compute(self, critic, real, fake, stream, values=None):
         if self.interval == 1:
-            return self.evaluate(critic, real, fake, random)
+            return self.evaluate(critic, real, fake, stream)
         calls = self.calls.assign_add(1)
         return tf.cond(
             tf.equal(calls % self.interval, 1 % self.interval),
-            lambda: float(self.interval) * self.evaluate(critic, real, fake, random),
+            lambda: float(self.interval) * self.evaluate(critic, real, fake, stream),
             lambda: tf.constant(0.0),
         )
 
@@ -274,9 +274,9 @@ class GradientNormPenalty(Penalty):
             maximum = global_statistics(maxima=[norms])[1][0]
         self.gradient_norm_max.update_state(tf.stop_gradient(maximum))
 
-    def evaluate(self, critic, real, fake, random):
+    def evaluate(self, critic, real, fake, stream):
         """The weighted penalty, evaluated now (no lazy skipping)."""
-        norms = self.gradient_norms(critic, self.penalty_points(real, fake, random))
+        norms = self.gradient_norms(critic, self.penalty_points(real, fake, stream))
         self.record(norms)
         return self.weight * self.penalty_from_norms(norms)
 

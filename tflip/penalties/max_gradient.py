@@ -58,9 +58,9 @@ class MaxGradientPenalty(GradientNormPenalty):
                 name="buffer_valid", aggregation="only_first_replica",
             )
 
-    def batch_maximum(self, critic, real, fake, random):
+    def batch_maximum(self, critic, real, fake, stream):
         """The differentiable maximum gradient norm over the penalty points (and buffer)."""
-        points = self.penalty_points(real, fake, random)
+        points = self.penalty_points(real, fake, stream)
         if not self.buffer_size:
             norms = self.gradient_norms(critic, points)
             maximum = cross_replica_max(norms)
@@ -83,8 +83,8 @@ class MaxGradientPenalty(GradientNormPenalty):
             self.record(fresh)
         return maximum
 
-    def evaluate(self, critic, real, fake, random):
-        violation = self.batch_maximum(critic, real, fake, random) - 1.0
+    def evaluate(self, critic, real, fake, stream):
+        violation = self.batch_maximum(critic, real, fake, stream) - 1.0
         if self.one_sided:
             violation = tf.nn.relu(violation)
         return self.weight * tf.square(violation)
@@ -158,8 +158,8 @@ class MaxGradientAugmentedLagrangian(MaxGradientPenalty):
             aggregation="only_first_replica",
         )
 
-    def evaluate(self, critic, real, fake, random):
-        constraint = self.batch_maximum(critic, real, fake, random) - 1.0
+    def evaluate(self, critic, real, fake, stream):
+        constraint = self.batch_maximum(critic, real, fake, stream) - 1.0
         self.constraint.assign(tf.stop_gradient(constraint))
         self.constraint_metric.update_state(constraint)
         multiplier = tf.stop_gradient(tf.convert_to_tensor(self.multiplier))

@@ -27,7 +27,7 @@ class WeightClipping(Penalty):
         super().__init__(**kwargs)
         self.clip = _validation.positive_number("clip", clip)
 
-    def compute(self, critic, real, fake, random, values=None):
+    def compute(self, critic, real, fake, stream, values=None):
         return tf.constant(0.0)
 
     def after_critic_update(self, critic):
