@@ -25,7 +25,6 @@ bound.
 import functools
 import numbers
 
-import numpy as np
 import tensorflow as tf
 
 from tflip import _validation

@@ -180,4 +180,6 @@ def get(identifier, **kwargs):
         if key in classes:
             return classes[key](**kwargs)
     names = ", ".join(repr(name) for name in NAMES)
-    raise ValueError(f"`penalty` must be a tflip Penalty, a config dict, None, 'none' or one of {names}, got {identifier!r}.")
+    raise ValueError(
+        f"`penalty` must be a tflip Penalty, a config dict, None, 'none' or one of {names}, got {identifier!r}."
+    )
