@@ -34,6 +34,7 @@ __all__ = [
     "ACTIVATIONS",
     "CONSTRAINTS",
     "PENALTIES",
+    "PenaltySpace",
     "WGANHyperModel",
     "WassersteinCriticHyperModel",
     "critic_mlp",
@@ -89,10 +90,6 @@ def _int_bounds(name, value):
     return _bounds(name, value, _validation.positive_int)
 
 
-def _non_negative_int_bounds(name, value):
-    return _bounds(name, value, _validation.non_negative_int)
-
-
 def _clip(value, bounds):
     return min(max(value, bounds[0]), bounds[1])
 
@@ -125,6 +122,97 @@ def _samples(name, value, data_dim):
             f"`{name}` must be a non-empty array of shape (n, data_dim={data_dim}), got shape {samples.shape}."
         )
     return samples
+
+
+# --- Search spaces: validated once, registered into `hp` at every build.
+
+
+def _registry_hyperparameters():
+    """The tunable penalty hyperparameters of `tflip.penalties.REGISTRY`, the shared weight first."""
+    parameters = [penalty_lib.WEIGHT]
+    for entry in penalty_lib.REGISTRY.values():
+        parameters += [p for p in entry.hyperparameters if p not in parameters]
+    return parameters
+
+
+class PenaltySpace:
+    """The penalty part of a search space: which penalties, and the search range of each of their hyperparameters.
+
+    Penalty names, which ones take a `weight`, and the hyperparameters with
+    their default ranges come from `tflip.penalties.REGISTRY`; a range given
+    here restricts (or fixes) one of them.
+
+    Args:
+        penalties: names to choose from: keys of `tflip.penalties.REGISTRY`
+            and `"none"`.
+        ranges: optional `{hyperparameter name: number or (low, high)}`
+            (e.g. `{"penalty_weight": (1.0, 10.0)}`); a missing or `None`
+            entry keeps the registry's range.
+
+    Example:
+
+        >>> space = PenaltySpace(["gp", "alp"], {"penalty_weight": 10.0})
+        >>> penalty = space.build(keras_tuner.HyperParameters(), seed=0)
+    """
+
+    def __init__(self, penalties, ranges=None):
+        self.penalties = _choices("penalties", penalties, PENALTIES)
+        ranges = dict(ranges or {})
+        parameters = _registry_hyperparameters()
+        unknown = set(ranges) - {parameter.name for parameter in parameters}
+        if unknown:
+            raise ValueError(f"Unknown penalty hyperparameters {sorted(unknown)}.")
+        self.ranges = {}
+        for parameter in parameters:
+            value = ranges.get(parameter.name)
+            check = _validation.non_negative_int if parameter.integer else _validation.positive_number
+            self.ranges[parameter.name] = _bounds(parameter.name, parameter.range if value is None else value, check)
+        # ALP's epsilon = (low, high) is searched as two ranges; disjoint ranges
+        # keep every sampled pair a valid (low < high) range.
+        if self.ranges["alp_epsilon_low"][1] >= self.ranges["alp_epsilon_high"][0]:
+            raise ValueError(
+                "`alp_epsilon_high` must lie above `alp_epsilon_low` (so every sampled ALP range has low < high), "
+                f"got {self.ranges['alp_epsilon_low']!r} and {self.ranges['alp_epsilon_high']!r}."
+            )
+
+    def build(self, hp, seed=0):
+        """Registers the penalty hyperparameters in `hp` and returns the chosen penalty (or `None`).
+
+        Each penalty's hyperparameters are active only when it is chosen (the
+        shared `penalty_weight` for every weighted one).
+
+        Args:
+            hp: a `keras_tuner.HyperParameters`.
+            seed: seed of the penalty's random draws.
+
+        Returns:
+            A `tflip.penalties.Penalty`, or `None` for `"none"`.
+        """
+        choice = hp.Choice("penalty", list(self.penalties))
+        entries = [penalty_lib.REGISTRY[name] for name in self.penalties if name != penalty_lib.NONE]
+        values = {}
+        weighted = [entry.name for entry in entries if entry.weighted]
+        if weighted:
+            weight = penalty_lib.WEIGHT
+            values[weight.name] = _hp_float(
+                hp, weight.name, self.ranges[weight.name], weight.default,
+                parent_name="penalty", parent_values=weighted,
+            )
+        for entry in entries:
+            for parameter in entry.hyperparameters:
+                register = _hp_int if parameter.integer else _hp_float
+                values[parameter.name] = register(
+                    hp, parameter.name, self.ranges[parameter.name], parameter.default,
+                    parent_name="penalty", parent_values=[entry.name],
+                )
+        if choice == penalty_lib.NONE:
+            return None
+        entry = penalty_lib.REGISTRY[choice]
+        names = [parameter.name for parameter in entry.hyperparameters]
+        if entry.weighted:
+            names.append(penalty_lib.WEIGHT.name)
+        arguments = entry.constructor_arguments({name: values[name] for name in names})
+        return penalty_lib.get(choice, seed=seed, **arguments)
 
 
 # --- Critic and generator builders shared by both hypermodels.
@@ -266,85 +354,37 @@ def _build_generator(hp, latent_dim, data_dim, depth, width, name="generator"):
 
 
 class _LipschitzHyperModel(keras_tuner.HyperModel):
-    """The critic and penalty search space shared by both hypermodels."""
+    """The critic and penalty search space shared by both hypermodels.
 
-    def __init__(
-        self,
-        data_dim,
-        penalties,
-        penalty_weight,
-        alp_epsilon_low,
-        alp_epsilon_high,
-        alp_power_iterations,
-        constraints,
-        activations,
-        group_sizes,
-        critic_depth,
-        critic_width,
-        seed,
-        name,
-        tunable,
-    ):
+    Args:
+        data_dim: size of one sample.
+        penalty_space: a `PenaltySpace`.
+        critic_space: a `_CriticSpace`.
+        seed: seed of the penalties' random draws.
+        name: hypermodel name.
+        tunable: as in `keras_tuner.HyperModel`.
+    """
+
+    def __init__(self, data_dim, penalty_space, critic_space, seed, name, tunable):
         super().__init__(name=name, tunable=tunable)
         self.data_dim = _dims("data_dim", data_dim)
-        self.penalties = _choices("penalties", penalties, PENALTIES)
-        self.penalty_weight = _float_bounds("penalty_weight", penalty_weight)
-        self.alp_epsilon_low = _float_bounds("alp_epsilon_low", alp_epsilon_low)
-        self.alp_epsilon_high = _float_bounds("alp_epsilon_high", alp_epsilon_high)
-        # Disjoint ranges keep every sampled pair a valid (low < high) range.
-        if self.alp_epsilon_low[1] >= self.alp_epsilon_high[0]:
-            raise ValueError(
-                "`alp_epsilon_high` must lie above `alp_epsilon_low` (so every sampled ALP range has low < high), "
-                f"got {alp_epsilon_low!r} and {alp_epsilon_high!r}."
-            )
-        self.alp_power_iterations = _non_negative_int_bounds("alp_power_iterations", alp_power_iterations)
-        self.critic_space = _CriticSpace(constraints, activations, group_sizes, critic_depth, critic_width)
-        if "none" in self.penalties and "none" in self.critic_space.constraints:
+        self.penalty_space = penalty_space
+        self.critic_space = critic_space
+        if penalty_lib.NONE in penalty_space.penalties and "none" in critic_space.constraints:
             raise ValueError(
                 "`penalties` and `constraints` both contain 'none': an unconstrained critic without a penalty is "
                 "not Lipschitz and its Wasserstein estimate diverges. Remove 'none' from one of them."
             )
         self.seed = _validation.random_seed("seed", seed)
-        self.penalty_ranges = {
-            "penalty_weight": self.penalty_weight,
-            "alp_epsilon_low": self.alp_epsilon_low,
-            "alp_epsilon_high": self.alp_epsilon_high,
-            "alp_power_iterations": self.alp_power_iterations,
-        }
+
+    @property
+    def penalties(self):
+        """The penalty names the search chooses from."""
+        return self.penalty_space.penalties
 
     def build_penalty(self, hp):
-        """Registers the penalty hyperparameters and returns the penalty (or `None`).
-
-        The names, weights and tunable arguments come from
-        `tflip.penalties.REGISTRY`; each penalty's hyperparameters are active
-        only when it is chosen (the shared `penalty_weight` for every weighted
-        one).
-        """
-        choice = hp.Choice("penalty", list(self.penalties))
-        entries = [penalty_lib.REGISTRY[name] for name in self.penalties if name != penalty_lib.NONE]
-        values = {}
-        weighted = [entry.name for entry in entries if entry.weighted]
-        if weighted:
-            weight = penalty_lib.WEIGHT
-            values[weight.name] = _hp_float(
-                hp, weight.name, self.penalty_ranges[weight.name], weight.default,
-                parent_name="penalty", parent_values=weighted,
-            )
-        for entry in entries:
-            for parameter in entry.hyperparameters:
-                register = _hp_int if parameter.integer else _hp_float
-                values[parameter.name] = register(
-                    hp, parameter.name, self.penalty_ranges[parameter.name], parameter.default,
-                    parent_name="penalty", parent_values=[entry.name],
-                )
-        if choice == penalty_lib.NONE:
-            return None
-        entry = penalty_lib.REGISTRY[choice]
-        names = [parameter.name for parameter in entry.hyperparameters]
-        if entry.weighted:
-            names.append(penalty_lib.WEIGHT.name)
-        arguments = entry.constructor_arguments({name: values[name] for name in names})
-        return penalty_lib.get(choice, seed=self.seed, **arguments)
+        """Registers the penalty hyperparameters and returns the penalty (or `None`); see `PenaltySpace.build`."""
+        return self.penalty_space.build(hp, self.seed)
 
     def build_critic(self, hp):
         """Registers the critic hyperparameters and returns the built critic (see `critic_mlp`)."""
@@ -385,12 +425,14 @@ class WGANHyperModel(_LipschitzHyperModel):
         latent_dim: size of the latent vectors.
         held_out_real: held-out real samples `(n, data_dim)` for `w1_exact`
             (O(n^3) per epoch: n = 200 to 2000).
-        penalties: penalty names to choose from: `"gp"`, `"lp"`, `"alp"`,
-            `"maxgp"`, `"maxal"` (default: these five) and `"none"` (for
-            constrained critics only).
-        penalty_weight: weight, a number or a `(low, high)` log range.
+        penalties: penalty names to choose from: keys of
+            `tflip.penalties.REGISTRY` (default: `"gp"`, `"lp"`, `"alp"`,
+            `"maxgp"`, `"maxal"`) and `"none"` (for constrained critics only).
+        penalty_weight: weight, a number or a `(low, high)` log range
+            (`None`: the registry's range, `tflip.penalties.WEIGHT`).
         alp_epsilon_low: ALP perturbation lengths `epsilon = (low, high)`:
-            lower end, a number or a range, entirely below ...
+            lower end, a number or a range, entirely below ... (`None`, as
+            for every penalty hyperparameter: the registry's range)
         alp_epsilon_high: ... the upper end.
         alp_power_iterations: ALP power iterations, an int or a range (>= 0).
         constraints: critic constraints (see `critic_mlp`).
@@ -428,10 +470,10 @@ class WGANHyperModel(_LipschitzHyperModel):
         latent_dim,
         held_out_real,
         penalties=("gp", "lp", "alp", "maxgp", "maxal"),
-        penalty_weight=(0.1, 100.0),
-        alp_epsilon_low=(0.01, 0.5),
-        alp_epsilon_high=(1.0, 10.0),
-        alp_power_iterations=(0, 2),
+        penalty_weight=None,
+        alp_epsilon_low=None,
+        alp_epsilon_high=None,
+        alp_power_iterations=None,
         constraints=CONSTRAINTS,
         activations=ACTIVATIONS,
         group_sizes=(2, 4),
@@ -449,10 +491,12 @@ class WGANHyperModel(_LipschitzHyperModel):
         name=None,
         tunable=True,
     ):
-        super().__init__(
-            data_dim, penalties, penalty_weight, alp_epsilon_low, alp_epsilon_high, alp_power_iterations,
-            constraints, activations, group_sizes, critic_depth, critic_width, seed, name, tunable,
-        )
+        penalty_space = PenaltySpace(penalties, {
+            "penalty_weight": penalty_weight, "alp_epsilon_low": alp_epsilon_low,
+            "alp_epsilon_high": alp_epsilon_high, "alp_power_iterations": alp_power_iterations,
+        })
+        critic_space = _CriticSpace(constraints, activations, group_sizes, critic_depth, critic_width)
+        super().__init__(data_dim, penalty_space, critic_space, seed, name, tunable)
         self.latent_dim = _dims("latent_dim", latent_dim)
         self.held_out_real = _samples("held_out_real", held_out_real, self.data_dim)
         self.generator_depth = _int_bounds("generator_depth", generator_depth)
@@ -575,10 +619,10 @@ class WassersteinCriticHyperModel(_LipschitzHyperModel):
         data_dim,
         held_out_pairs,
         penalties=("none",),
-        penalty_weight=(0.1, 100.0),
-        alp_epsilon_low=(0.01, 0.5),
-        alp_epsilon_high=(1.0, 10.0),
-        alp_power_iterations=(0, 2),
+        penalty_weight=None,
+        alp_epsilon_low=None,
+        alp_epsilon_high=None,
+        alp_power_iterations=None,
         constraints=("bjorck", "spectral", "linf"),
         activations=ACTIVATIONS,
         group_sizes=(2, 4),
@@ -589,10 +633,12 @@ class WassersteinCriticHyperModel(_LipschitzHyperModel):
         name=None,
         tunable=True,
     ):
-        super().__init__(
-            data_dim, penalties, penalty_weight, alp_epsilon_low, alp_epsilon_high, alp_power_iterations,
-            constraints, activations, group_sizes, critic_depth, critic_width, seed, name, tunable,
-        )
+        penalty_space = PenaltySpace(penalties, {
+            "penalty_weight": penalty_weight, "alp_epsilon_low": alp_epsilon_low,
+            "alp_epsilon_high": alp_epsilon_high, "alp_power_iterations": alp_power_iterations,
+        })
+        critic_space = _CriticSpace(constraints, activations, group_sizes, critic_depth, critic_width)
+        super().__init__(data_dim, penalty_space, critic_space, seed, name, tunable)
         try:
             p, q = held_out_pairs
         except (TypeError, ValueError):

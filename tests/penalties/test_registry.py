@@ -1,4 +1,7 @@
-"""The penalty registry is the one source of names, weights and tunable ranges: `get`, the CLI, the tuner and the docs agree with it."""
+"""The penalty registry is the one source of names, weights and tunable ranges.
+
+`get`, the CLI, the tuner and the docs agree with it.
+"""
 
 import re
 from pathlib import Path
@@ -87,3 +90,15 @@ def test_the_api_page_lists_every_name():
     page = (DOCS / "api" / "penalties.md").read_text()
     listed = re.search(r"resolved by `get` \(([^)]*)\)", page).group(1)
     assert re.findall(r'"(\w+)"', listed) == list(penalties.NAMES)
+
+
+def test_penalty_space_restricts_registry_ranges_and_names_bad_ones():
+    space = tflip.tuner.PenaltySpace(["alp"], {"penalty_weight": 4.0, "alp_power_iterations": (1, 2)})
+    assert space.ranges["penalty_weight"] == (4.0, 4.0) and space.ranges["alp_power_iterations"] == (1, 2)
+    assert space.ranges["alp_epsilon_low"] == penalties.REGISTRY["alp"].hyperparameters[0].range
+    penalty = space.build(keras_tuner.HyperParameters(), seed=5)
+    assert type(penalty) is penalties.AdversarialLipschitzPenalty and penalty.weight == 4.0 and penalty.seed == 5
+    with pytest.raises(ValueError, match="Unknown penalty hyperparameters"):
+        tflip.tuner.PenaltySpace(["gp"], {"weight": 1.0})
+    with pytest.raises(ValueError, match="`alp_power_iterations`"):
+        tflip.tuner.PenaltySpace(["alp"], {"alp_power_iterations": -1})
