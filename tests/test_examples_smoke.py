@@ -114,3 +114,14 @@ def test_distributed_example_checks_its_worker_arguments():
         distributed.main(["--smoke", "--worker", "0"])
     with pytest.raises(SystemExit):
         distributed.main(["--smoke", "--worker", "2", "--workers", "localhost:1,localhost:2"])
+
+
+def test_certified_digits_example_certificates_are_consistent(capsys):
+    result = example("certified_digits").main(["--smoke", "--family", "aol", "--loss", "hkr"])
+    assert "certified accuracy at L2 radius 0.5" in capsys.readouterr().out
+    # AOL layers are 1-Lipschitz: the certified whole-network bound cannot exceed 1.
+    assert 0.0 < result["lipschitz_bound"] <= 1.0 + 1e-6
+    # The pairwise certificate is never below the generic one, and neither certifies a misclassified point.
+    assert (result["pairwise_radii"] >= result["generic_radii"] * (1 - 1e-6)).all()
+    for eps, accuracy in result["certified_accuracy"].items():
+        assert accuracy["generic"] <= accuracy["pairwise"] <= result["clean_accuracy"]

@@ -1,0 +1,116 @@
+"""Speed of the Lipschitz convolution families against Conv2D, measured side by side in one run.
+
+For SpectralNormConv2D, AOLConv2D, SLLConv2D and OrthogonalConv2D at 64->64
+channels, 16x16 inputs, batch 64 (3x3 kernels, "same" padding for all but
+OrthogonalConv2D, which uses its default "circular" padding where it is
+exactly orthogonal), prints the ratio to a plain Keras Conv2D of
+
+- a training step (forward, backward, Adam update; `tf.function`): the
+  effective kernel is recomputed from the raw weights at every step;
+- inference (`tf.function`, `training=False`): served from the cached
+  effective kernel, so a single-convolution layer should cost a Conv2D.
+
+Targets (issue 13): training AOL <= 1.5x, SLL <= 2.5x (two convolutions),
+orthogonal <= 4x; inference <= 1.2x Conv2D (SLL, which applies two
+convolutions, against 2 x 1.2 = 2.4x). Steps are interleaved
+(`benchmarks/timing.py`) so that their ratios share the machine's noise.
+Layers not yet in `tflip.layers` are reported as "not available yet".
+
+Run: python benchmarks/bench_conv_layers.py [--quick]
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tflip.layers as tflip_layers  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import print_ratios, time_interleaved  # noqa: E402
+
+# name -> (factory(channels), training target, inference target)
+FAMILIES = {
+    "SpectralNormConv2D": (lambda c: tflip_layers.SpectralNormConv2D(c, 3, padding="same"), None, 1.2),
+    "AOLConv2D": (lambda c: tflip_layers.AOLConv2D(c, 3, padding="same"), 1.5, 1.2),
+    "SLLConv2D": (lambda c: tflip_layers.SLLConv2D(c, 3), 2.5, 2.4),
+    "OrthogonalConv2D": (lambda c: tflip_layers.OrthogonalConv2D(c, 3), 4.0, 1.2),
+}
+
+
+def available_families():
+    """The families present in `tflip.layers` at this commit, and the missing names."""
+    present = {name: spec for name, spec in FAMILIES.items() if hasattr(tflip_layers, name)}
+    return present, [name for name in FAMILIES if name not in present]
+
+
+def train_step_fn(layer, x):
+    """A compiled training step of `mean(layer(x)^2)` with Adam."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    return step
+
+
+def inference_fn(layer, x):
+    """A compiled inference call of a one-layer model on fixed data."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    model(x, training=False)  # builds the layer and fills its kernel cache
+    return tf.function(lambda: model(x, training=False))
+
+
+def verdict(ratio, target):
+    if target is None:
+        return "(no target)"
+    return f"{'OK' if ratio <= target else 'ABOVE TARGET'} (target <= {target}x)"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
+    args = parser.parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # one tf.function per layer and mode: retracing warnings are expected
+    channels, size, batch = (16, 8, 8) if args.quick else (64, 16, 64)
+    repeats, calls = (3, 2) if args.quick else (15, 10)
+    keras.utils.set_random_seed(0)
+    x = tf.random.normal((batch, size, size, channels))
+    present, missing = available_families()
+    for name in missing:
+        print(f"{name}: not available yet")
+    shape = f"{channels}->{channels} channels, {size}x{size}, batch {batch}"
+
+    training = {"Conv2D": train_step_fn(keras.layers.Conv2D(channels, 3, padding="same"), x)}
+    inference = {"Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), x)}
+    for name, (factory, _, _) in present.items():
+        training[name] = train_step_fn(factory(channels), x)
+        inference[name] = inference_fn(factory(channels), x)
+    train_times = time_interleaved(training, repeats, calls)
+    infer_times = time_interleaved(inference, repeats, calls)
+    print_ratios(f"Training step (forward, backward, Adam), {shape}", train_times, "Conv2D")
+    print_ratios(f"Inference (tf.function, training=False, cached kernel), {shape}", infer_times, "Conv2D")
+
+    print("\nVerdicts")
+    results = {}
+    for name, (_, train_target, infer_target) in present.items():
+        train_ratio = train_times[name] / train_times["Conv2D"]
+        infer_ratio = infer_times[name] / infer_times["Conv2D"]
+        results[name] = {"training_ratio": train_ratio, "inference_ratio": infer_ratio}
+        print(f"  {name:20s} training {train_ratio:5.2f}x {verdict(train_ratio, train_target)}; "
+              f"inference {infer_ratio:5.2f}x {verdict(infer_ratio, infer_target)}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

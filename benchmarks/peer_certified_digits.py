@@ -1,0 +1,131 @@
+"""Peer side of bench_certified_digits: deel-lip 1.5's own layers, trained on the same digits split and losses.
+
+Run with the peer interpreter (TF 2.15 / Keras 2 + deel-lip 1.5), not tflip's:
+
+    source /work/shared/tools/peer_env.sh
+    $PEER_PY benchmarks/peer_certified_digits.py DATA.npz CONFIG.json OUT.json
+
+DATA.npz holds the split written by bench_certified_digits.py (x_train,
+y_train, x_test, y_test); CONFIG.json the shared training settings. For each
+loss it trains the network of the same size as tflip's (deel-lip
+SpectralConv2D / SpectralDense, GroupSort2, ScaledL2NormPooling2D), exports
+it with deel-lip's `vanilla_export` and writes, for the test set, the logits,
+the last layer's kernel and numerically certified Lipschitz constants of the
+exported network (product of the exact operator norms of its layers: SVD of
+each convolution's explicit matrix on its input grid, of each dense kernel;
+GroupSort2, L2-norm pooling and Flatten are 1-Lipschitz). The certificates
+themselves are computed by bench_certified_digits.py with the same code for
+both libraries. Nothing of tflip is imported here.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from deel.lip.activations import GroupSort2  # noqa: E402
+from deel.lip.layers import ScaledL2NormPooling2D, SpectralConv2D, SpectralDense  # noqa: E402
+from deel.lip.losses import MulticlassHKR  # noqa: E402
+from deel.lip.model import Sequential  # noqa: E402
+from tensorflow import keras  # noqa: E402
+
+
+def build(config):
+    """The benchmark's architecture with deel-lip layers: conv widths, 2x2 L2-norm pooling, dense head."""
+    layers = [keras.layers.Input(config["input_shape"])]
+    for stage, filters in enumerate(config["stages"]):
+        for _ in range(config["convs_per_stage"]):
+            layers += [SpectralConv2D(filters, 3, padding="same"), GroupSort2()]
+        layers.append(ScaledL2NormPooling2D(pool_size=(2, 2)))
+    layers += [keras.layers.Flatten(), SpectralDense(config["dense"]), GroupSort2(), SpectralDense(10)]
+    return Sequential(layers, k_coef_lip=1.0)
+
+
+def offset_cross_entropy(offset, temperature):
+    """CE(softmax(tau (f - u e_y)), y) / tau on one-hot labels (the same loss as tflip's OffsetCrossEntropy)."""
+    def loss(y_true, y_pred):
+        shifted = temperature * (y_pred - offset * y_true)
+        return tf.nn.softmax_cross_entropy_with_logits(y_true, shifted) / temperature
+    return loss
+
+
+def make_loss(spec):
+    if spec["kind"] == "hkr":
+        return MulticlassHKR(alpha=spec["alpha"], min_margin=spec["margin"])
+    return offset_cross_entropy(spec["offset"], spec["temperature"])
+
+
+def conv_norm(layer, input_shape):
+    """Exact L2 operator norm of a plain Conv2D (bias excluded) on its input grid: SVD of the explicit matrix."""
+    size = int(np.prod(input_shape))
+    basis = np.eye(size, dtype="float32").reshape((size,) + tuple(input_shape))
+    kernel = layer.kernel
+    outputs = tf.nn.conv2d(basis, kernel, strides=layer.strides, padding=layer.padding.upper()).numpy()
+    return float(np.linalg.svd(outputs.reshape(size, -1).astype(np.float64), compute_uv=False)[0])
+
+
+def exported_bounds(vanilla):
+    """Per-layer exact norms of the exported network, the full product and the product without the last layer."""
+    norms = []
+    for layer in vanilla.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            norms.append(conv_norm(layer, layer.input_shape[1:]))
+        elif isinstance(layer, keras.layers.Dense):
+            norms.append(float(np.linalg.svd(layer.kernel.numpy().astype(np.float64), compute_uv=False)[0]))
+        elif type(layer).__name__ in ("GroupSort2", "ScaledL2NormPooling2D", "Flatten", "InputLayer"):
+            continue
+        else:
+            raise ValueError(f"no Lipschitz constant for exported layer {layer.name} ({type(layer).__name__})")
+    return norms, math.prod(norms), math.prod(norms[:-1])
+
+
+def main(argv):
+    data_path, config_path, out_path = argv
+    data = np.load(data_path)
+    with open(config_path) as handle:
+        config = json.load(handle)
+    y_train = np.eye(10, dtype="float32")[data["y_train"]]
+    results = []
+    for index, spec in enumerate(config["losses"]):
+        tf.keras.utils.set_random_seed(config["seed"] + index)
+        model = build(config)
+        steps = config["epochs"] * -(-len(y_train) // config["batch"])
+        schedule = keras.optimizers.schedules.CosineDecay(config["learning_rate"], steps, alpha=0.05)
+        model.compile(keras.optimizers.Adam(schedule), loss=make_loss(spec))
+        start = time.perf_counter()
+        model.fit(data["x_train"], y_train, batch_size=config["batch"], epochs=config["epochs"], shuffle=True,
+                  verbose=0)
+        seconds = time.perf_counter() - start
+        vanilla = model.vanilla_export()
+        logits = vanilla.predict(data["x_test"], verbose=0)
+        constrained = model.predict(data["x_test"], verbose=0)
+        norms, lipschitz, backbone = exported_bounds(vanilla)
+        results.append({
+            "loss": spec["name"],
+            "train_seconds": seconds,
+            "logits": logits.tolist(),
+            "export_max_abs_difference": float(np.max(np.abs(logits - constrained))),
+            "last_kernel": vanilla.layers[-1].kernel.numpy().tolist(),
+            "layer_norms": norms,
+            "lipschitz_numeric": lipschitz,
+            "backbone_lipschitz_numeric": backbone,
+            "parameters": int(model.count_params()),
+        })
+        print(f"deel-lip {spec['name']}: {seconds:.0f} s, exported L = {lipschitz:.4f}", flush=True)
+    with open(out_path, "w") as handle:
+        json.dump({"tensorflow": tf.__version__, "deel_lip": _deel_version(), "results": results}, handle)
+
+
+def _deel_version():
+    import deel.lip
+
+    return getattr(deel.lip, "__version__", "unknown")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
