@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tflip.gradients import input_gradients
 from tflip.penalties import (
     AdversarialLipschitzPenalty,
     GradientPenalty,
@@ -14,7 +15,6 @@ from tflip.penalties import (
     MaxGradientAugmentedLagrangian,
     MaxGradientPenalty,
 )
-from tflip.gradients import input_gradients
 from tflip.penalties.base import batch_coupling_layers
 
 BATCH_PENALTIES = (GradientPenalty, LipschitzPenalty, MaxGradientPenalty, MaxGradientAugmentedLagrangian,
