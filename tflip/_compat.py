@@ -35,3 +35,37 @@ def functional_calls(model):
             if node.operation is None or node.is_input:
                 continue
             yield node.operation, list(node.input_tensors), tuple(node.arguments.args), list(node.outputs)
+
+
+def flatten_layers(layer):
+    """`layer` and every layer tracked inside it (nested models, sublayer attributes), each once, depth first.
+
+    Keras has no public recursive traversal of a layer's tracked sublayers
+    (`Model.layers` lists the direct ones only, and a plain `Layer` has none);
+    this calls the private `Layer._flatten_layers(include_self, recursive)`,
+    unchanged in Keras 3.0-3.15. Returns `None` for an object without it.
+    """
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return None
+    return flatten(include_self=True, recursive=True)
+
+
+def build_input_shape(layer):
+    """The input shape a layer was built with, or `None`.
+
+    Layers of subclassed models have no symbolic `input`; Keras records the
+    build shape only in the private `Layer._build_shapes_dict` (Keras
+    3.0-3.15), as `{"input_shape": shape}` for a `build(input_shape)`.
+    """
+    return (getattr(layer, "_build_shapes_dict", None) or {}).get("input_shape")
+
+
+def in_multi_worker_mode(strategy):
+    """Whether `strategy` spans several workers (MultiWorkerMirroredStrategy with a cluster).
+
+    TensorFlow exposes this only as the private
+    `strategy.extended._in_multi_worker_mode()` (TF 2.16-2.21), which
+    Keras' own trainer uses too; strategies without it are single-worker.
+    """
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tflip import _compat
 from tflip.layers.base import iter_layers
 from tflip.ops.conv import ConvGeometry, circular_conv_singular_values
 from tflip.ops.power_iteration import operator_norm_by_subspace_iteration
@@ -85,7 +86,7 @@ def _spatial_size(layer, attribute):
     except (AttributeError, ValueError):  # layers of subclassed models have no symbolic tensors
         shape = None
     if attribute == "input" and shape is None:
-        shape = getattr(layer, "_build_shapes_dict", {}).get("input_shape")
+        shape = _compat.build_input_shape(layer)
     if shape is None or len(shape) not in (3, 4):
         return None
     size = (1, shape[1]) if len(shape) == 3 else tuple(shape[1:3])

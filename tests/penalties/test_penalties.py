@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tflip import penalties
-from tflip._replica import RandomStream
+from tflip._random import RandomStream
 from tflip.penalties import (
     AdversarialLipschitzPenalty,
     GradientPenalty,

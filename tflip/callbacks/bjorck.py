@@ -51,9 +51,10 @@ class BjorckTightening(keras.callbacks.Callback):
                       f"({layer.inference_iterations} inference iterations)")
         for sub in iter_layers(model):
             if isinstance(sub, keras.Model):
-                # Traced functions captured the old iteration count.
-                sub.predict_function = None
-                sub.test_function = None
+                # Traced functions captured the old iteration count: rebuild
+                # them untraced, so the next predict / evaluate traces anew.
+                sub.make_predict_function(force=True)
+                sub.make_test_function(force=True)
         return self.report
 
     def on_train_end(self, logs=None):

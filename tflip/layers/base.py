@@ -6,6 +6,8 @@ so a new constrained layer plugs in without touching them.
 
 import keras
 
+from tflip import _compat
+
 
 class LipschitzLayer:
     """Mixin for layers with a known Lipschitz constant (in the L2 metric).
@@ -58,13 +60,13 @@ def iter_layers(layer):
     attributes of custom layers (residual blocks, wrappers) are included,
     through Keras' own traversal of tracked sublayers.
     """
-    flatten = getattr(layer, "_flatten_layers", None)
-    if flatten is None:
+    flattened = _compat.flatten_layers(layer)
+    if flattened is None:
         yield layer
         for sublayer in getattr(layer, "layers", None) or ():
             yield from iter_layers(sublayer)
         return
-    yield from flatten(include_self=True, recursive=True)
+    yield from flattened
 
 
 def resolve_training(training):

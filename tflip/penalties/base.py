@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
-from tflip._replica import SeedCounter, global_statistics
+from tflip._random import SeedCounter
+from tflip._replica import global_statistics
 from tflip.gradients import critic_values, input_gradients  # noqa: F401 (models still import critic_values here)
 from tflip.layers.base import iter_layers
 
