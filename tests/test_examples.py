@@ -1,15 +1,25 @@
 """Smoke runs of the README's main job (the demo) and the layer benchmark."""
 
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_demo_recovers_known_wasserstein_distance(capsys):
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
+@pytest.fixture
+def examples_on_path(monkeypatch):
+    """`examples/` importable for one test (monkeypatch restores sys.path afterwards)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+
+
+@pytest.fixture
+def benchmarks_on_path(monkeypatch):
+    """`benchmarks/` importable for one test (monkeypatch restores sys.path afterwards)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+
+
+def test_demo_recovers_known_wasserstein_distance(capsys, examples_on_path):
     import demo
 
     final = demo.wasserstein_demo(steps=150)
@@ -18,8 +28,7 @@ def test_demo_recovers_known_wasserstein_distance(capsys):
     assert "exact 1.0" in out
 
 
-def test_benchmark_quick_mode_runs(capsys):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+def test_benchmark_quick_mode_runs(capsys, benchmarks_on_path):
     import bench_layers
 
     bench_layers.main(["--quick"])
@@ -27,8 +36,7 @@ def test_benchmark_quick_mode_runs(capsys):
     assert "toeplitz / keras wrapper" in out and "MaxMin" in out
 
 
-def test_penalty_benchmark_quick_mode_runs(capsys):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+def test_penalty_benchmark_quick_mode_runs(capsys, benchmarks_on_path):
     import bench_penalties
 
     times, table = bench_penalties.main(["--quick"])
@@ -39,8 +47,7 @@ def test_penalty_benchmark_quick_mode_runs(capsys):
 
 
 @pytest.mark.parametrize("penalty", ["gp", "lp", "alp", "maxgp", "maxal", "clip"])
-def test_wgan_toy_example_smoke(penalty, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
+def test_wgan_toy_example_smoke(penalty, capsys, examples_on_path):
     import wgan_toy
 
     values = wgan_toy.main(["--smoke", "--penalty", penalty])
@@ -48,8 +55,7 @@ def test_wgan_toy_example_smoke(penalty, capsys):
     assert "exact W1 to data" in capsys.readouterr().out
 
 
-def test_wgan_toy_example_rejects_unknown_penalty():
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
+def test_wgan_toy_example_rejects_unknown_penalty(examples_on_path):
     import wgan_toy
 
     with pytest.raises(ValueError, match="`penalty`"):
