@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tflip
+from tests.layer_checks import check_mixed_precision
 from tflip.callbacks import PowerIterationRefresh
 from tflip.export import to_plain_keras
 from tflip.lipschitz import jacobian_norms, lipschitz_upper_bound
@@ -280,6 +281,26 @@ def test_critic_under_xla(constraint):
     restore((model,), state)
     training = tf.function(lambda inputs: model(inputs, training=True), jit_compile=True)
     np.testing.assert_allclose(np.asarray(training(x)), eager, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("constraint", list(CONSTRAINTS))
+def test_critic_mixed_precision(constraint):
+    # Computes in float16 with float32 weights (the layers do their linear algebra in float32); the
+    # tolerance is float16's over two residual blocks.
+    if needs_orthogonal(constraint):
+        return
+    check_mixed_precision(lambda: critic(constraint, (8, 8, 1)), points((8, 8, 1), n=4), "mixed_float16", 2e-2)
+
+
+def test_generator_mixed_precision_outputs_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        generator = resnet_generator(6, (8, 8, 1), width=4)
+        images = generator(points((6,), n=2), training=False)
+        assert images.dtype == "float32" and all(w.dtype == "float32" for w in generator.weights)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_generator_export_and_save_load(tmp_path):
