@@ -34,7 +34,7 @@ from tflip.layers import BjorckDense  # noqa: E402
 from tflip.ops.bjorck import bjorck_orthonormalize, polar_express_orthonormalize  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import time_interleaved  # noqa: E402
+from timing import time_interleaved, train_step_fn  # noqa: E402
 
 PEER_SCRIPT = "/work/shared/tools/peer_bench_dense.py"
 DEFAULT_PEER_PY = "/tmp/tflip_peer_venv/bin/python"
@@ -55,22 +55,6 @@ DEFAULT_SETTING = "polar_express 3 steps, lower 0.35"
 # The runs that produce the snapshots: the default layer from the orthogonal init; from the glorot
 # init (sigma_max / sigma_min ~ 2000 for a square 512 kernel, ~15 after 100 steps) a wide schedule.
 RUNS = {"orthogonal": {}, "glorot_uniform": {"training_steps": 7, "training_lower": 0.01}}
-
-
-def train_step_fn(layer, x, y):
-    """A compiled Adam step of `mean((layer(x) - y)^2)`."""
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    return step
 
 
 def step_ratios(units, batch, warmup, repeats, calls):
@@ -155,7 +139,7 @@ def main(argv=None):
 
     print(f"\nBjorckDense({units}) training step vs Dense({units}), batch {batch}, Adam, after {warmup} warm-up steps;")
     print(f"training-mode max|sigma - 1| on snapshots every {every} of {run_steps} Adam steps (lr 1e-3):")
-    print(f"worst over a run from the orthogonal init (default layer); over a run from the glorot init (7 steps,")
+    print("worst over a run from the orthogonal init (default layer); over a run from the glorot init (7 steps,")
     print(f"lower 0.01) at step 0 and worst from step {every} on")
     print(f"  {'setting':38s} {'x Dense':>8s} {'orthogonal':>11s} {'glorot@0':>9s} {'glorot>=' + str(every):>11s}")
     for name, ratio in ratios.items():

@@ -37,30 +37,7 @@ from tflip.layers import BjorckDense, LInfProjectedDense, SpectralNormConv2D  # 
 from tflip.ops.conv import ConvGeometry, conv_matrix  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import print_ratios, time_interleaved  # noqa: E402
-
-
-def train_step_fn(layer, x):
-    """A compiled training step of `mean(layer(x)^2)` with Adam."""
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    return step
-
-
-def inference_fn(layer, shape):
-    """A compiled inference call of a one-layer model on fixed data."""
-    model = keras.Sequential([keras.Input(shape[1:]), layer])
-    x = tf.random.normal(shape)
-    return tf.function(lambda: model(x, training=False))
+from timing import inference_fn, print_ratios, time_interleaved, train_step_fn  # noqa: E402
 
 
 def inference_speed(quick):

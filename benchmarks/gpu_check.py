@@ -390,7 +390,8 @@ def check_mirrored(quick):
     def run(scope_strategy, start=None):
         keras.utils.set_random_seed(0)
         with scope_strategy.scope():
-            gan = WGAN(mlp(2, 2, width, 0), critic(), latent_dim=2, penalty=make_penalty("gp"), n_critic=1 if quick else 2, seed=3)
+            gan = WGAN(mlp(2, 2, width, 0), critic(), latent_dim=2, penalty=make_penalty("gp"),
+                       n_critic=1 if quick else 2, seed=3)
             gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
             if start is not None:
                 gan.generator.set_weights(start[0])
@@ -431,31 +432,16 @@ def check_mirrored(quick):
 # Speed ratios.
 
 
-def _train_step(model, x):
-    import keras
-
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    return step
-
-
 def _pair_times(make_plain, make_tflip, input_shape, batch, repeats, calls):
     import keras
+    from timing import train_step_fn
 
     x = tf.random.normal((batch, *input_shape))
     steps = {}
     for name, make in (("plain", make_plain), ("tflip", make_tflip)):
         model = keras.Sequential([keras.Input(input_shape), make()])
         steps[f"{name}_inference"] = tf.function(lambda model=model: model(x, training=False))
-        steps[f"{name}_train"] = _train_step(model, x)
+        steps[f"{name}_train"] = train_step_fn(model, x)
     from timing import time_interleaved
 
     times = time_interleaved(steps, repeats, calls=calls)

@@ -7,6 +7,37 @@ import time
 import tensorflow as tf
 
 
+def train_step_fn(layer, x, y=None, learning_rate=1e-3):
+    """A compiled Adam step of `mean((model(x) - y)^2)` (y = 0 if None) for a layer or model.
+
+    Every benchmark times the same step, so their ratios compare alike.
+    """
+    import keras
+
+    model = layer if isinstance(layer, keras.Model) else keras.Sequential([keras.Input(x.shape[1:]), layer])
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            outputs = model(x, training=True)
+            loss = tf.reduce_mean(tf.square(outputs if y is None else outputs - y))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    return step
+
+
+def inference_fn(layer, shape):
+    """A compiled inference call (`training=False`) of a one-layer model on fixed random data."""
+    import keras
+
+    model = keras.Sequential([keras.Input(shape[1:]), layer])
+    x = tf.random.normal(shape)
+    return tf.function(lambda: model(x, training=False))
+
+
 def _wait(result):
     """Blocks until every tensor of a step's result is computed."""
     for value in tf.nest.flatten(result):
