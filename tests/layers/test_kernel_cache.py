@@ -15,11 +15,13 @@ import tensorflow as tf
 
 from tests.aol_sll_reference import aol_kernel_np, sll_np
 from tests.layer_checks import mirrored_strategy
+from tests.layers.test_orthogonal_conv import orthogonal_conv_reference
 from tflip.layers import (
     AOLConv2D,
     AOLDense,
     BjorckDense,
     LInfProjectedDense,
+    OrthogonalConv2D,
     SLLConv2D,
     SLLDense,
     SpectralNormConv1D,
@@ -131,6 +133,9 @@ CASES = {
     "spectral_conv_transpose": (lambda: SpectralNormConv2DTranspose(4, 3, lipschitz=0.8), (2, 5, 5, 3),
                                 spectral_conv_transpose_reference),
     "spectral_conv1d": (lambda: SpectralNormConv1D(4, 3, lipschitz=1.2), (2, 7, 3), spectral_conv1d_reference),
+    # BCOP: the numpy reference applies the 1x1 matrix and each block convolution in turn (polar factors by SVD).
+    "orthogonal_conv": (lambda: OrthogonalConv2D(4, 3, lipschitz=1.5), (2, 6, 6, 3),
+                        orthogonal_conv_reference),
 }
 ATOL = 2e-4
 
@@ -278,6 +283,8 @@ def test_inference_calls_are_differentiable_as_without_the_cache(name):
             return sll_dense_residual(t, kernel, layer.bias)
         if isinstance(layer, SLLConv2D):
             return sll_conv_residual(t, kernel, layer.bias)
+        if isinstance(layer, OrthogonalConv2D):
+            return layer.convolve(t, kernel) + layer.bias
         if isinstance(layer, (SpectralNormConv2D, AOLConv2D)):
             return tf.nn.convolution(t, kernel, padding="SAME") + layer.bias
         return t @ kernel + layer.bias

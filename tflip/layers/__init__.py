@@ -7,6 +7,7 @@ from tflip.layers.bjorck_dense import BjorckDense  # noqa: F401
 from tflip.layers.centering import LayerCentering  # noqa: F401
 from tflip.layers.downsampling import InvertibleDownSampling  # noqa: F401
 from tflip.layers.linf_dense import LInfBallConstraint, LInfProjectedDense  # noqa: F401
+from tflip.layers.orthogonal_conv import OrthogonalConv2D  # noqa: F401
 from tflip.layers.pooling import L2NormPooling2D  # noqa: F401
 from tflip.layers.residual import LipschitzResidual  # noqa: F401
 from tflip.layers.sll import SLLConv2D, SLLDense  # noqa: F401
