@@ -207,12 +207,16 @@ def run_peer(config, train_data, test_data, workdir):
 def evaluate_peer(peer, labels):
     results = []
     for r in peer["results"]:
+        if "failed" in r:
+            print(f"deel-lip {r['loss']}: no certificate ({r['failed']})")
+            continue
         logits = np.asarray(r["logits"], np.float32)
         result, _ = certificates(logits, labels, r["lipschitz_numeric"], np.asarray(r["last_kernel"], np.float32),
                                  r["backbone_lipschitz_numeric"])
         nominal, _ = certificates(logits, labels, 1.0, np.asarray(r["last_kernel"], np.float32), 1.0)
         result.update(
             family="deel-lip", loss=r["loss"], train_seconds=r["train_seconds"], parameters=r["parameters"],
+            learning_rate=r["learning_rate"],
             lipschitz_upper_bound=r["lipschitz_numeric"], backbone_lipschitz_upper_bound=r["backbone_lipschitz_numeric"],
             layer_norms=r["layer_norms"], nominal_lipschitz_1={"generic": nominal["generic"],
                                                                "pairwise": nominal["pairwise"]},
@@ -278,6 +282,8 @@ def main(argv=None):
     parser.add_argument("--no-peer", action="store_true", help="skip deel-lip (second process)")
     parser.add_argument("--families", default=None, help="comma-separated subset of " + ",".join(FAMILY_LAYERS))
     parser.add_argument("--epochs", type=int, default=None, help="override the number of training epochs")
+    parser.add_argument("--reuse-tflip", action="store_true",
+                        help="take the tflip results from OUT/results.json and only (re)run deel-lip")
     args = parser.parse_args(argv)
     config = dict(SMOKE if args.smoke else FULL)
     if args.epochs is not None:
@@ -303,6 +309,10 @@ def main(argv=None):
         print(f"{family}: not available yet")
 
     results = []
+    if args.reuse_tflip:
+        with open(os.path.join(args.out, "results.json")) as handle:
+            results = [r for r in json.load(handle)["results"] if r["family"] != "deel-lip"]
+        present = []
     for i, family in enumerate(present):
         for j, spec in enumerate(LOSSES):
             keras.utils.set_random_seed(10 * i + j)
@@ -340,6 +350,7 @@ def main(argv=None):
     summary = {
         "command": "python benchmarks/bench_certified_digits.py" + (" --smoke" if args.smoke else ""),
         "mode": "smoke" if args.smoke else "full",
+        "reused_tflip_results": args.reuse_tflip,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
         "losses": list(LOSSES),
         "epsilons": list(EPSILONS),
@@ -348,6 +359,7 @@ def main(argv=None):
         "test_samples": int(len(test_data[1])),
         "families_missing": missing,
         "peer": peer.get("unavailable", peer_versions),
+        "peer_failures": {r["loss"]: r["failed"] for r in peer.get("results", []) if "failed" in r},
         "results": results,
         "comparison": verdict,
         "table": table,

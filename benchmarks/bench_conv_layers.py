@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 import tflip.layers as tflip_layers  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import print_ratios, time_interleaved  # noqa: E402
+from timing import inference_fn, print_ratios, time_interleaved, train_step_fn  # noqa: E402
 
 # name -> (factory(channels), training target, inference target)
 FAMILIES = {
@@ -46,29 +46,6 @@ def available_families():
     """The families present in `tflip.layers` at this commit, and the missing names."""
     present = {name: spec for name, spec in FAMILIES.items() if hasattr(tflip_layers, name)}
     return present, [name for name in FAMILIES if name not in present]
-
-
-def train_step_fn(layer, x):
-    """A compiled training step of `mean(layer(x)^2)` with Adam."""
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    return step
-
-
-def inference_fn(layer, x):
-    """A compiled inference call of a one-layer model on fixed data."""
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    model(x, training=False)  # builds the layer and fills its kernel cache
-    return tf.function(lambda: model(x, training=False))
 
 
 def verdict(ratio, target):
@@ -92,10 +69,10 @@ def main(argv=None):
     shape = f"{channels}->{channels} channels, {size}x{size}, batch {batch}"
 
     training = {"Conv2D": train_step_fn(keras.layers.Conv2D(channels, 3, padding="same"), x)}
-    inference = {"Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), x)}
+    inference = {"Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), x.shape)}
     for name, (factory, _, _) in present.items():
         training[name] = train_step_fn(factory(channels), x)
-        inference[name] = inference_fn(factory(channels), x)
+        inference[name] = inference_fn(factory(channels), x.shape)
     train_times = time_interleaved(training, repeats, calls)
     infer_times = time_interleaved(inference, repeats, calls)
     print_ratios(f"Training step (forward, backward, Adam), {shape}", train_times, "Conv2D")
