@@ -40,7 +40,6 @@ Run: python benchmarks/bench_certified_digits.py [--smoke] [--out DIR] [--no-pee
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -217,7 +216,8 @@ def evaluate_peer(peer, labels):
         result.update(
             family="deel-lip", loss=r["loss"], train_seconds=r["train_seconds"], parameters=r["parameters"],
             learning_rate=r["learning_rate"],
-            lipschitz_upper_bound=r["lipschitz_numeric"], backbone_lipschitz_upper_bound=r["backbone_lipschitz_numeric"],
+            lipschitz_upper_bound=r["lipschitz_numeric"],
+            backbone_lipschitz_upper_bound=r["backbone_lipschitz_numeric"],
             layer_norms=r["layer_norms"], nominal_lipschitz_1={"generic": nominal["generic"],
                                                                "pairwise": nominal["pairwise"]},
             export_max_abs_difference=r["export_max_abs_difference"])

@@ -94,7 +94,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_digits(args.seed)
     if args.smoke:
-        (x_train, y_train), (x_test, y_test), args.epochs = (x_train[:128], y_train[:128]), (x_test[:64], y_test[:64]), 1
+        x_train, y_train, x_test, y_test, args.epochs = x_train[:128], y_train[:128], x_test[:64], y_test[:64], 1
         model = build_classifier(args.family, stages=(4, 8), dense_units=8)
     else:
         model = build_classifier(args.family)

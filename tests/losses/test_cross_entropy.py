@@ -82,7 +82,8 @@ def test_offset_training_widens_margins(rng):
     margins = []
     for offset in (0.0, 2.0):
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, kernel_constraint=keras.constraints.UnitNorm(0))])
+        dense = keras.layers.Dense(2, kernel_constraint=keras.constraints.UnitNorm(0))
+        model = keras.Sequential([keras.Input((4,)), dense])
         model.compile(keras.optimizers.Adam(0.05), loss=OffsetCrossEntropy(offset, temperature=1.0))
         model.fit(x, labels, epochs=20, batch_size=64, verbose=0)
         logits = model.predict(x, verbose=0)

@@ -123,7 +123,9 @@ def test_mirrored_fit_matches_one_device():
     def train(strategy):
         keras.utils.set_random_seed(5)
         with strategy.scope():
-            model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)])
+            model = keras.Sequential(
+                [keras.Input((5,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)]
+            )
             model.compile(optimizer=keras.optimizers.SGD(0.1), loss=MulticlassHKR(alpha=10.0, margin=1.0))
         history = model.fit(x, labels, batch_size=batch_size, epochs=3, verbose=0, shuffle=False)
         return model, history.history["loss"]
