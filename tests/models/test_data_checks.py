@@ -77,7 +77,9 @@ def test_wasserstein_critic_checks_both_sources():
         is False
 
 
-@pytest.mark.parametrize("make", [lambda: toy_gan(check_finite=1), lambda: WassersteinCritic(mlp(2, 1), check_finite=None)])
+@pytest.mark.parametrize(
+    "make", [lambda: toy_gan(check_finite=1), lambda: WassersteinCritic(mlp(2, 1), check_finite=None)]
+)
 def test_check_finite_must_be_a_bool(make):
     with pytest.raises(ValueError, match="check_finite"):
         make()

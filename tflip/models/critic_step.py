@@ -113,7 +113,7 @@ def check_finite_samples(samples, step, description):
 _KERAS_COMPILE_ARGUMENTS = {"run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
-def keras_compile_arguments(kwargs, reason, check_finite):
+def keras_compile_arguments(kwargs, reason):
     """The `keras.Model.compile` arguments these models accept, with their defaults.
 
     `jit_compile` means what it means in Keras (True: the whole `train_step`
@@ -126,7 +126,6 @@ def keras_compile_arguments(kwargs, reason, check_finite):
     Args:
         kwargs: the extra keyword arguments given to `compile`.
         reason: why other arguments (`loss`, `metrics`) are refused.
-        check_finite: the model's `check_finite`, for the warning.
 
     Raises:
         ValueError: naming an unexpected argument or a bad `jit_compile`.
@@ -137,14 +136,22 @@ def keras_compile_arguments(kwargs, reason, check_finite):
     arguments = dict(_KERAS_COMPILE_ARGUMENTS, **kwargs)
     if arguments["jit_compile"] not in (True, False, "auto"):
         raise ValueError(f"`jit_compile` must be True, False or 'auto', got {arguments['jit_compile']!r}.")
-    if arguments["jit_compile"] is True and check_finite:
+    return arguments
+
+
+def warn_if_check_compiled_away(model):
+    """Warns after `compile` when XLA will drop the model's `check_finite` assertion.
+
+    Reads Keras' resolved `model.jit_compile`, so that `"auto"` resolving to
+    XLA (on a GPU) warns too.
+    """
+    if model.jit_compile and model.check_finite:
         warnings.warn(
-            "jit_compile=True: XLA compiles assertions away, so the check that the real samples are finite "
+            "jit_compile: XLA compiles assertions away, so the check that the real samples are finite "
             "(check_finite=True) does not run; pass check_finite=False to silence this warning.",
             UserWarning,
             stacklevel=3,
         )
-    return arguments
 
 
 def step_logs(metrics, strategy, loss):

@@ -13,6 +13,7 @@ from tflip.models.critic_step import (
     critic_update,
     keras_compile_arguments,
     step_logs,
+    warn_if_check_compiled_away,
 )
 from tflip.penalties.base import critic_values
 
@@ -96,8 +97,9 @@ class WassersteinCritic(BuildOnFitMixin, keras.Model):
                 `jit_compile` defaults to False: see
                 `tflip.models.critic_step.keras_compile_arguments`.
         """
-        self._compile_arguments = keras_compile_arguments(kwargs, "the loss is fixed", self.check_finite)
+        self._compile_arguments = keras_compile_arguments(kwargs, "the loss is fixed")
         super().compile(optimizer=optimizer, **self._compile_arguments)
+        warn_if_check_compiled_away(self)
         if self.built:
             self.optimizer.build(self.critic.trainable_variables)
 

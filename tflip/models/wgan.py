@@ -16,6 +16,7 @@ from tflip.models.critic_step import (
     keras_compile_arguments,
     optimizer_loss,
     step_logs,
+    warn_if_check_compiled_away,
 )
 from tflip.ops.spectra import rank_collapse, singular_values, weight_matrix
 from tflip.penalties.base import critic_values
@@ -334,13 +335,12 @@ class WGAN(BuildOnFitMixin, keras.Model):
                 `steps_per_execution > 1` and XLA do not work under
                 MirroredStrategy (Keras issue 19246).
         """
-        self._compile_arguments = keras_compile_arguments(
-            kwargs, "a WGAN has no Keras loss or metrics", self.check_finite
-        )
+        self._compile_arguments = keras_compile_arguments(kwargs, "a WGAN has no Keras loss or metrics")
         self.critic_optimizer = prepare_optimizer(critic_optimizer, "critic_optimizer")
         self.generator_optimizer = prepare_optimizer(generator_optimizer, "generator_optimizer")
         # `self.optimizer` is the critic's, for callbacks that read `model.optimizer`.
         super().compile(optimizer=self.critic_optimizer, **self._compile_arguments)
+        warn_if_check_compiled_away(self)
         self._build_optimizers()
 
     def _build_optimizers(self):
