@@ -8,14 +8,13 @@ from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.bjorck import bjorck_orthonormalize, polar_express_orthonormalize
-from tflip.ops.conv import ConvGeometry, circular_conv_singular_values, conv_norm_upper_bound
+from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
 from tflip.ops.orthogonal_conv import (
     circular_conv2d,
     circular_conv_norm,
     circular_padding_amounts,
     downsampled_kernel_from_strided,
-    fold_kernel,
     orthogonal_conv_kernel,
     projectors_from_frames,
     strided_kernel_from_downsampled,
@@ -280,7 +279,8 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
         """The norm of the inference map on `input_size` (float32 scalar; `lipschitz` for circular padding).
 
         Circular padding: the largest singular value of the circular
-        spectrum (Sedghi et al. 2019), exact. Same padding: the zero-padded
+        spectrum (Sedghi et al. 2019; float64 SVD of the frequency blocks,
+        `tflip.ops.orthogonal_conv.circular_conv_norm`). Same padding: the zero-padded
         norm, exact (float64 eigenvalues of the explicit matrix's Gram
         matrix, raised by a relative 1e-9) for small layers, otherwise the
         certified `lipschitz_upper_bound()` (within about 1e-6 of
@@ -291,8 +291,7 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
         self._require_input_size("operator_norm")
         kernel = self.inference_kernel()
         if self.padding == "circular":
-            kernel = fold_kernel(kernel, self.input_size)  # a kernel larger than the grid wraps around
-            return tf.reduce_max(circular_conv_singular_values(kernel, self.input_size, self.strides))
+            return tf.constant(circular_conv_norm(kernel, self.input_size, self.strides), tf.float32)
         return tf.constant(self.lipschitz_upper_bound(), tf.float32)
 
     def lipschitz_upper_bound(self, norm=2):
