@@ -7,6 +7,9 @@
 - `MaxGradientPenalty` (MaxGP) and `MaxGradientAugmentedLagrangian` (MaxAL),
   Zhou et al. 2019: constraints on the batch maximum of the gradient norm.
 - `WeightClipping` (Arjovsky et al. 2017).
+- `R1Penalty`, `R2Penalty` and `ZeroCenteredGradientPenalty` (R1 + R2),
+  Mescheder et al. 2018: zero-centered gradient penalties on real and/or
+  generated samples, optionally lazy (StyleGAN2).
 """
 
 import dataclasses
@@ -17,6 +20,7 @@ from tflip.penalties.base import GradientNormPenalty, LastValue, Penalty
 from tflip.penalties.gradient_penalty import GP, LP, GradientPenalty, LipschitzPenalty
 from tflip.penalties.max_gradient import MaxAL, MaxGP, MaxGradientAugmentedLagrangian, MaxGradientPenalty
 from tflip.penalties.weight_clipping import WeightClipping
+from tflip.penalties.zero_centered import R1Penalty, R2Penalty, ZeroCenteredGradientPenalty
 
 __all__ = [
     "ALP",
@@ -36,9 +40,12 @@ __all__ = [
     "NONE",
     "Penalty",
     "PenaltyEntry",
+    "R1Penalty",
+    "R2Penalty",
     "REGISTRY",
     "WEIGHT",
     "WeightClipping",
+    "ZeroCenteredGradientPenalty",
     "get",
 ]
 
@@ -138,6 +145,9 @@ REGISTRY = {
         PenaltyEntry("maxgp", MaxGradientPenalty, weighted=True),
         PenaltyEntry("maxal", MaxGradientAugmentedLagrangian, weighted=False),
         PenaltyEntry("clip", WeightClipping, weighted=False),
+        PenaltyEntry("r1", R1Penalty, weighted=True),
+        PenaltyEntry("r2", R2Penalty, weighted=True),
+        PenaltyEntry("r1r2", ZeroCenteredGradientPenalty, weighted=True),
     )
 }
 """The one registry of penalties: short name -> `PenaltyEntry`.
@@ -157,7 +167,8 @@ def get(identifier, **kwargs):
     """Returns a penalty from an instance, a config dict, a name, `"none"` or `None`.
 
     The one way to build a penalty from a name: names are the keys of
-    `REGISTRY` ("gp", "lp", "alp", "maxgp", "maxal", "clip") or the class
+    `REGISTRY` ("gp", "lp", "alp", "maxgp", "maxal", "clip", "r1", "r2",
+    "r1r2") or the class
     names; `kwargs` go to the constructor of a named penalty (e.g.
     `get("lp", weight=5.0)`). `"none"` and `None` give `None`.
     """

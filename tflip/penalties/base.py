@@ -180,6 +180,65 @@ def warn_if_batch_coupled(critic, penalty_name):
         )
 
 
+def add_lazy_counter(penalty, interval):
+    """The saved count of a lazily applied penalty's calls, or None when `interval` is 1.
+
+    Lazy regularization (Karras et al. 2020, StyleGAN2, section 3.1) needs to
+    know which critic step this is. The count is a non-trainable weight of the
+    penalty, so it is saved and resumed with the model; it is updated with
+    `only_first_replica` aggregation, so under a distribution strategy every
+    replica adds the same 1 and all copies hold the same count: the replicas
+    penalize the same steps.
+    """
+    if interval == 1:
+        return None
+    return penalty.add_weight(
+        shape=(), dtype="int64", initializer="zeros", trainable=False,
+        name="calls", aggregation="only_first_replica",
+    )
+
+
+def apply_lazily(calls, interval, evaluate, extras=0):
+    """Runs `evaluate` on the 1st, (1 + interval)-th, ... call only; the penalty scaled by `interval`.
+
+    Lazy regularization (StyleGAN2, section 3.1): evaluating the penalty only
+    every `interval`-th critic step and multiplying it by `interval` keeps
+    its average strength while the other steps skip its cost. The choice is
+    a `tf.cond` on the saved count `calls` (`add_lazy_counter`), so the
+    skipped steps compute no input gradients, also inside a compiled
+    `train_step`; `evaluate` (and the metrics it updates) runs on the
+    penalized steps only.
+
+    Under a distribution strategy TensorFlow refuses cross-replica
+    collectives (all-reduce, `merge_call`) inside a `tf.cond` of a replica
+    function, so `evaluate` must compute per-replica quantities only and the
+    caller reduces its extra results afterwards (weighted by `applied`).
+
+    Args:
+        calls: the counter from `add_lazy_counter` (None when `interval` is 1).
+        interval: the positive int N.
+        evaluate: a function returning a tuple of float32 scalars: the
+            weighted penalty, then `extras` other results.
+        extras: how many results `evaluate` returns after the penalty.
+
+    Returns:
+        `(penalty, *extras, applied)`: `interval * penalty` and the extras on
+        a penalized call, zeros on the others; `applied` is 1.0 or 0.0.
+    """
+    if interval == 1:
+        return (*evaluate(), tf.constant(1.0))
+    count = calls.assign_add(1)
+
+    def penalized():
+        penalty, *extras = evaluate()
+        return (float(interval) * penalty, *extras, tf.constant(1.0))
+
+    def skipped():
+        return tuple(tf.constant(0.0) for _ in range(extras + 2))
+
+    return tf.cond(tf.equal(count % interval, 1 % interval), penalized, skipped)
+
+
 class GradientNormPenalty(Penalty):
     """Base of the penalties on input-gradient norms at sampled points.
 
@@ -226,11 +285,7 @@ class GradientNormPenalty(Penalty):
 
     def build(self, input_shape):
         super().build(input_shape)
-        if self.interval > 1:
-            self.calls = self.add_weight(
-                shape=(), dtype="int64", initializer="zeros", trainable=False,
-                name="calls", aggregation="only_first_replica",
-            )
+        self.calls = add_lazy_counter(self, self.interval)
 
     def penalty_points(self, real, fake, stream):
         """The points at which the gradient norm is penalized."""
@@ -249,14 +304,7 @@ class GradientNormPenalty(Penalty):
         raise NotImplementedError
 
     def compute(self, critic, real, fake, stream, values=None):
-        if self.interval == 1:
-            return self.evaluate(critic, real, fake, stream)
-        calls = self.calls.assign_add(1)
-        return tf.cond(
-            tf.equal(calls % self.interval, 1 % self.interval),
-            lambda: float(self.interval) * self.evaluate(critic, real, fake, stream),
-            lambda: tf.constant(0.0),
-        )
+        return apply_lazily(self.calls, self.interval, lambda: (self.evaluate(critic, real, fake, stream),))[0]
 
     def gradient_norms(self, critic, points):
         """Dual norms of the critic's input gradients at `points`."""
