@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import repro_sargent_digits as digits  # noqa: E402
 from reproduction import reproduction_parser, run_costs, write_results  # noqa: E402
 
-from tflip.layer_spectra import SpectrumAnalyzer, linear_layers  # noqa: E402
+from tflip.lipschitz.spectra import SpectrumAnalyzer, linear_layers  # noqa: E402
 from tflip.metrics import FrechetDistance  # noqa: E402
 from tflip.models import WGAN  # noqa: E402
 from tflip.optimizers import SpectralGradientClamp  # noqa: E402

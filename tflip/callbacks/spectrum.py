@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip.callbacks.summary import SummaryCallback, figure_pixels
-from tflip.layer_spectra import CONVOLUTION, SpectrumAnalyzer, linear_layers
 from tflip.lipschitz import jacobian_norms, lipschitz_upper_bound
+from tflip.lipschitz.spectra import CONVOLUTION, SpectrumAnalyzer, linear_layers
 
 
 def model_parts(model):

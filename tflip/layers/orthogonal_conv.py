@@ -264,7 +264,7 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
         """The zero-padding `ConvGeometry` of the strided kernel on `input_size` (monitoring).
 
         For circular padding its circular spectrum (what
-        `tflip.layer_spectra` reports) is the layer's exact spectrum; its
+        `tflip.lipschitz.spectra` reports) is the layer's exact spectrum; its
         zero-padded norm is that of the "same" variant.
         """
         if self.input_size is None:

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tflip import _validation, penalties
 from tflip._replica import SeedCounter, safe_mean
-from tflip.layer_spectra import linear_layers
+from tflip.lipschitz.spectra import linear_layers
 from tflip.losses.adversarial import get_gan_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,

@@ -111,7 +111,8 @@ def conv_operator(layer):
     if type(layer) not in conv_types or getattr(layer, "data_format", "channels_last") != "channels_last":
         return None
     kernel = tf.cast(keras.ops.convert_to_tensor(layer.kernel), tf.float32)
-    rank = len(kernel.shape)  # rank of the layer's inputs: (batch, *spatial, channels) for a (*spatial, c_in, c_out) kernel
+    # rank of the layer's inputs: (batch, *spatial, channels) for a (*spatial, c_in, c_out) kernel
+    rank = len(kernel.shape)
     if rank == 3:
         kernel = kernel[None]
     transposed = isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose))

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tflip._compat import functional_calls, is_functional
-from tflip.layer_spectra import conv_operator
 from tflip.layers.base import LipschitzLayer
+from tflip.lipschitz.spectra import conv_operator
 from tflip.ops.conv import conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
 
