@@ -152,7 +152,7 @@ def test_lazy_r1_through_wasserstein_critic_fit_matches_a_numpy_recurrence():
     assert int(estimator.penalty.calls.numpy()) == steps
 
 
-@pytest.mark.parametrize("penalty_name", ["r1", "r1r2"])
+@pytest.mark.parametrize("penalty_name", ["r1", "r1r2", "gp", "lp"])
 def test_mirrored_lazy_penalty_equals_single_device(penalty_name):
     def make():
         return penalties.get(penalty_name, weight=GAMMA, interval=2)
@@ -166,6 +166,12 @@ def test_mirrored_lazy_penalty_equals_single_device(penalty_name):
     # Every replica's copy of the counter saw each step once.
     counts = [int(v.numpy()) for v in mirrored_strategy().experimental_local_results(mirrored.penalty.calls.value)]
     assert counts == [5, 5] and int(single.penalty.calls.numpy()) == 5
+
+
+def test_lazy_max_gradient_penalty_under_several_replicas_raises_naming_interval():
+    # Its penalty is a maximum over all replicas: a collective that cannot run inside the lazy branch.
+    with pytest.raises(ValueError, match="`interval`"):
+        fit_linear_critic(mirrored_strategy(), lambda: penalties.get("maxgp", weight=GAMMA, interval=2), steps=2)
 
 
 def test_lazy_counter_is_saved_and_restored(tmp_path):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip._random import SeedCounter
-from tflip._replica import global_statistics
+from tflip._replica import finite_max, global_statistics
 from tflip.gradients import critic_values, input_gradients  # noqa: F401 (models still import critic_values here)
 from tflip.layers.base import iter_layers
 
@@ -304,7 +304,21 @@ class GradientNormPenalty(Penalty):
         raise NotImplementedError
 
     def compute(self, critic, real, fake, stream, values=None):
-        return apply_lazily(self.calls, self.interval, lambda: (self.evaluate(critic, real, fake, stream),))[0]
+        if self.interval == 1:
+            return self.evaluate(critic, real, fake, stream)
+        penalty, maximum, applied = apply_lazily(
+            self.calls, self.interval, lambda: self.evaluate_on_replica(critic, real, fake, stream), extras=1)
+        # No collective inside the lazy tf.cond of a replica function: the
+        # maximum over replicas is taken here, weighted 0 on skipped steps.
+        global_maximum = global_statistics(maxima=[maximum])[1][0]
+        self.gradient_norm_max.update_state(tf.stop_gradient(global_maximum), sample_weight=applied)
+        return penalty
+
+    def evaluate_on_replica(self, critic, real, fake, stream):
+        """`(weighted penalty, this replica's maximum gradient norm)` without cross-replica collectives."""
+        norms = self.gradient_norms(critic, self.penalty_points(real, fake, stream))
+        self.gradient_norm_mean.update_state(norms)
+        return self.weight * self.penalty_from_norms(norms), finite_max(norms)
 
     def gradient_norms(self, critic, points):
         """Dual norms of the critic's input gradients at `points`."""

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip._replica import cross_replica_max
-from tflip.penalties.base import GradientNormPenalty, LastValue
+from tflip.penalties.base import GradientNormPenalty, LastValue, apply_lazily
 
 
 @keras.saving.register_keras_serializable(package="tflip")
@@ -82,6 +82,17 @@ class MaxGradientPenalty(GradientNormPenalty):
         with tf.control_dependencies([maximum]):
             self.record(fresh)
         return maximum
+
+    def compute(self, critic, real, fake, stream, values=None):
+        if self.interval > 1 and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # The penalty is the maximum over all replicas' points: a collective,
+            # which TensorFlow cannot run inside the lazy tf.cond of a replica.
+            raise ValueError(
+                f"`interval`={self.interval} (lazy regularization) is not supported by {type(self).__name__} "
+                "under a distribution strategy with several replicas: its penalty is the maximum gradient "
+                "norm over all replicas. Use interval=1."
+            )
+        return apply_lazily(self.calls, self.interval, lambda: (self.evaluate(critic, real, fake, stream),))[0]
 
     def evaluate(self, critic, real, fake, stream):
         violation = self.batch_maximum(critic, real, fake, stream) - 1.0
