@@ -58,6 +58,14 @@ def random_seed(name, value):
     return int(value)
 
 
+def unit_fraction(name, value):
+    """Returns `value` as a float in (0, 1], or raises."""
+    value = positive_number(name, value)
+    if value > 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1], got {value!r}.")
+    return value
+
+
 def boolean(name, value):
     """Returns `value` if it is `True` or `False` (not merely truthy), else raises."""
     if not isinstance(value, bool):

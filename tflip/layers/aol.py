@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.dense_base import ConstrainedDense
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.aol import aol_rescale, rescaled_norm_upper_bound
@@ -60,7 +60,7 @@ class AOLDense(ConstrainedDense):
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class AOLConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
+class AOLConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
     """Conv2D whose input channels are rescaled by the AOL diagonal (Prach and Lampert, ECML 2022).
 
     The effective kernel is `lipschitz * K D` (input channel i scaled by d_i) with
@@ -129,27 +129,13 @@ class AOLConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, Lipschit
             bias_initializer=options.pop("bias_initializer", "zeros"),
             **options,
         )
-        self.filters = _validation.positive_int("filters", filters)
-        self.kernel_size = _validation.int_pair("kernel_size", kernel_size)
-        self.strides = _validation.int_pair("strides", strides)
-        self.padding = _validation.one_of("padding", padding, {"same", "valid"})
-        self.lipschitz = _validation.positive_number("lipschitz", lipschitz)
-        self.input_size = None if input_size is None else _validation.int_pair("input_size", input_size)
-        if data_format != "channels_last":
-            raise ValueError(f"`data_format` must be 'channels_last', got {data_format!r}.")
-        self.data_format = data_format
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.set_convolution_options(
+            filters, kernel_size, strides, padding, {"same", "valid"}, lipschitz, input_size, data_format
+        )
 
     def build(self, input_shape):
-        _, h, w, c_in = input_shape
-        if c_in is None:
-            raise ValueError(f"The channel dimension of the inputs must be defined, got {input_shape}.")
-        if self.input_size is None and h is not None and w is not None:
-            self.input_size = (int(h), int(w))
-        if self.padding == "valid" and self.input_size is not None and any(
-            n < k for n, k in zip(self.input_size, self.kernel_size)
-        ):
-            raise ValueError(f"`input_size` {self.input_size} is smaller than the kernel for 'valid' padding.")
+        c_in = self.resolve_input_size(input_shape)
+        self.check_valid_padding_size(self.kernel_size)
         self.add_kernel_and_bias((*self.kernel_size, c_in, self.filters), self.kernel_initializer,
                                  self.kernel_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: c_in})

@@ -86,9 +86,7 @@ class BjorckDense(ConstrainedDense):
         self.iterations = _validation.positive_int("iterations", iterations)
         self.training_method = _validation.one_of("training_method", training_method, ("polar_express", "bjorck"))
         self.training_steps = _validation.positive_int("training_steps", training_steps)
-        self.training_lower = _validation.positive_number("training_lower", training_lower)
-        if self.training_lower > 1.0:
-            raise ValueError(f"`training_lower` must be in (0, 1], got {training_lower!r}.")
+        self.training_lower = _validation.unit_fraction("training_lower", training_lower)
         self.inference_iterations = inference_iterations
         self.order = _validation.positive_int("order", order)
 

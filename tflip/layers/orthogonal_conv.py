@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.bjorck import bjorck_orthonormalize, polar_express_orthonormalize
 from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
@@ -33,7 +34,7 @@ def _orthonormal_frames(shape, dtype=None):
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
+class OrthogonalConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
     """Orthogonal convolution: every singular value equals `lipschitz` (circular padding).
 
     Block convolution orthogonal parameterization (BCOP; Li, Haque, Anil,
@@ -143,21 +144,12 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
             bias_initializer=options.pop("bias_initializer", "zeros"),
             **options,
         )
-        self.filters = _validation.positive_int("filters", filters)
-        self.kernel_size = _validation.int_pair("kernel_size", kernel_size)
-        self.strides = _validation.int_pair("strides", strides)
-        self.padding = _validation.one_of("padding", padding, PADDINGS)
-        self.lipschitz = _validation.positive_number("lipschitz", lipschitz)
+        self.set_convolution_options(
+            filters, kernel_size, strides, padding, PADDINGS, lipschitz, input_size, data_format
+        )
         self.training_steps = _validation.positive_int("training_steps", training_steps)
-        self.training_lower = _validation.positive_number("training_lower", training_lower)
-        if self.training_lower > 1.0:
-            raise ValueError(f"`training_lower` must be in (0, 1], got {training_lower!r}.")
+        self.training_lower = _validation.unit_fraction("training_lower", training_lower)
         self.inference_iterations = inference_iterations
-        self.input_size = None if input_size is None else _validation.int_pair("input_size", input_size)
-        if data_format != "channels_last":
-            raise ValueError(f"`data_format` must be 'channels_last', got {data_format!r}.")
-        self.data_format = data_format
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     @property
     def inference_iterations(self):
@@ -169,9 +161,7 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
         self.invalidate_kernel_cache()  # the cached kernel was computed with the old count
 
     def build(self, input_shape):
-        _, h, w, c_in = input_shape
-        if c_in is None:
-            raise ValueError(f"The channel dimension of the inputs must be defined, got {input_shape}.")
+        c_in = self.resolve_input_size(input_shape)
         sh, sw = self.strides
         self.downsampled_channels = sh * sw * c_in
         if sh * sw > 1 and self.filters < self.downsampled_channels:
@@ -180,11 +170,6 @@ class OrthogonalConv2D(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, L
                 f"channels ({c_in}), i.e. {self.downsampled_channels}: a strided orthogonal convolution is an "
                 "isometry after invertible downsampling."
             )
-        if self.input_size is None:
-            if h is not None and w is not None:
-                self.input_size = (int(h), int(w))
-        elif (h is not None and h != self.input_size[0]) or (w is not None and w != self.input_size[1]):
-            raise ValueError(f"`input_size` {self.input_size} does not match the input shape {input_shape}.")
         if self.input_size is not None and self.padding == "circular":
             self._check_circular_size(self.input_size)
         self.channels = max(self.downsampled_channels, self.filters)

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.dense_base import ConstrainedDense
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
@@ -150,7 +151,7 @@ class SpectralNormDense(PowerIterationNormalizer, ConstrainedDense):
 
 @keras.saving.register_keras_serializable(package="tflip")
 class SpectralNormConv2D(
-    PowerIterationNormalizer, CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, LipschitzLayer
+    PowerIterationNormalizer, CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, keras.layers.Layer, LipschitzLayer
 ):
     """Conv2D normalized by the exact operator norm of the convolution.
 
@@ -225,12 +226,10 @@ class SpectralNormConv2D(
             bias_initializer=options.pop("bias_initializer", "zeros"),
             **options,
         )
-        self.filters = _validation.positive_int("filters", filters)
-        self.kernel_size = _validation.int_pair("kernel_size", kernel_size)
-        self.strides = _validation.int_pair("strides", strides)
-        self.padding = _validation.one_of("padding", padding, {"same", "valid"})
+        self.set_convolution_options(
+            filters, kernel_size, strides, padding, {"same", "valid"}, lipschitz, input_size, data_format
+        )
         self.norm = _validation.one_of("norm", norm, {"toeplitz", "reshape"})
-        self.lipschitz = _validation.positive_number("lipschitz", lipschitz)
         self.power_iterations = _validation.positive_int("power_iterations", power_iterations)
         self.dilation_rate = _validation.int_pair("dilation_rate", dilation_rate)
         if max(self.dilation_rate) > 1 and max(self.strides) > 1:
@@ -238,28 +237,10 @@ class SpectralNormConv2D(
                 f"`dilation_rate` {self.dilation_rate} > 1 cannot be combined with "
                 f"`strides` {self.strides} > 1 (TensorFlow does not support it)."
             )
-        self.input_size = None if input_size is None else _validation.int_pair("input_size", input_size)
-        if data_format != "channels_last":
-            raise ValueError(f"`data_format` must be 'channels_last', got {data_format!r}.")
-        self.data_format = data_format
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        _, h, w, c_in = input_shape
-        if c_in is None:
-            raise ValueError(f"The channel dimension of the inputs must be defined, got {input_shape}.")
-        if self.input_size is None:
-            if h is None or w is None:
-                raise ValueError(
-                    f"The spatial size of the inputs is not static ({input_shape}); the operator norm "
-                    "depends on it: pass `input_size=(h, w)`."
-                )
-            self.input_size = (int(h), int(w))
-        elif (h is not None and h != self.input_size[0]) or (w is not None and w != self.input_size[1]):
-            raise ValueError(f"`input_size` {self.input_size} does not match the input shape {input_shape}.")
-        effective = self.geometry.effective_kernel_size(self.kernel_size)
-        if self.padding == "valid" and any(n < k for n, k in zip(self.input_size, effective)):
-            raise ValueError(f"`input_size` {self.input_size} is smaller than the kernel for 'valid' padding.")
+        c_in = self.resolve_input_size(input_shape, required=True)
+        self.check_valid_padding_size(self.geometry.effective_kernel_size(self.kernel_size))
         self.add_kernel_and_bias((*self.kernel_size, c_in, self.filters), self.kernel_initializer,
                                  self.kernel_constraint)
         if self.norm == "toeplitz":
