@@ -28,28 +28,7 @@ from tflip.layers import OrthogonalConv2D  # noqa: E402
 from tflip.ops.conv import circular_conv_singular_values  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import print_ratios, time_interleaved  # noqa: E402
-
-
-def train_step_fn(layer, x, jit_compile=False):
-    """A compiled training step of `mean(layer(x)^2)` with Adam."""
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=jit_compile)
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    return step
-
-
-def inference_fn(layer, x):
-    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
-    return tf.function(lambda: model(x, training=False))
+from timing import inference_fn, print_ratios, time_interleaved, train_step_fn  # noqa: E402
 
 
 def main(argv=None):
@@ -70,9 +49,9 @@ def main(argv=None):
     print_ratios(f"Training step {channels}->{channels}, {size}x{size}, batch {batch}", training, "Conv2D")
 
     inference = time_interleaved({
-        "Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), x),
-        "OrthogonalConv2D circular": inference_fn(OrthogonalConv2D(channels, 3), x),
-        "OrthogonalConv2D same": inference_fn(OrthogonalConv2D(channels, 3, padding="same"), x),
+        "Conv2D": inference_fn(keras.layers.Conv2D(channels, 3, padding="same"), x.shape),
+        "OrthogonalConv2D circular": inference_fn(OrthogonalConv2D(channels, 3), x.shape),
+        "OrthogonalConv2D same": inference_fn(OrthogonalConv2D(channels, 3, padding="same"), x.shape),
     }, repeats, calls=calls * 4)
     print_ratios(f"Inference {channels}->{channels}, {size}x{size}, batch {batch}", inference, "Conv2D")
 
