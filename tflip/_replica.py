@@ -93,13 +93,3 @@ def cross_replica_max(values):
     share = ties / all_ties
     return maximum + num_replicas * share * (local_max - tf.stop_gradient(local_max))
 
-
-def __getattr__(name):
-    # The random streams moved to tflip._random; tflip/models/wgan.py still
-    # imports SeedCounter from here. Resolved lazily: tflip._random imports
-    # this module.
-    if name in ("RandomStream", "SeedCounter"):
-        from tflip import _random
-
-        return getattr(_random, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

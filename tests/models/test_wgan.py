@@ -210,7 +210,7 @@ def test_evaluate_and_generate():
     result = gan.evaluate(eight_gaussians(128, seed=5), batch_size=64, verbose=0, return_dict=True)
     assert set(result) == {"loss", "critic_loss", "wasserstein"}
     # Evaluation draws its own latents: it does not shift the training draws.
-    assert int(gan.random.counter) == 6
+    assert int(gan.seed_counter.counter) == 6
     samples = gan.generate(10, seed=0)
     assert samples.shape == (10, 2) and samples.dtype == np.float32
     np.testing.assert_array_equal(samples, gan.generate(10, seed=0))
@@ -246,7 +246,8 @@ RESUME_SCRIPT = textwrap.dedent(
 
     backup, kill_at, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     keras.utils.set_random_seed(0)
-    gan = toy_gan("alp")
+    # With a generator EMA, whose average must resume too.
+    gan = toy_gan("alp", ema_half_life=100.0)
     gan.compile(adam(), adam())
     data = tflip.datasets.eight_gaussians(64 * 4, seed=0)
 
@@ -257,6 +258,7 @@ RESUME_SCRIPT = textwrap.dedent(
 
     callbacks = [keras.callbacks.BackupAndRestore(backup)] if backup != "-" else []
     gan.fit(data, batch_size=64, epochs=5, verbose=0, shuffle=False, callbacks=callbacks + [Kill()])
+    assert {{id(w) for w in gan.ema_generator.weights}} <= {{id(w) for w in gan.weights}}
     np.savez(out, *[np.asarray(w) for w in gan.weights])
     """
 )

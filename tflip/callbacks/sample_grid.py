@@ -48,6 +48,9 @@ class SampleGrid(SummaryCallback):
         value_range: the generator's output range mapped to black..white.
         zoom: integer enlargement (default: so the images are at least 64 px).
         seed: seed of the fixed latent vectors.
+        use_ema: draw from the moving average of a `WGAN`'s generator (True),
+            its raw generator (False), or (None, default) the average if the
+            model keeps one (`WGAN.sampling_generator`).
         image_dir: also save the pictures as PNG files there (see `SummaryCallback`).
         strict: re-raise logging failures instead of warning.
 
@@ -57,7 +60,7 @@ class SampleGrid(SummaryCallback):
     """
 
     def __init__(self, log_dir, every_n_epochs=1, n=16, columns=None, image_shape=None, value_range=(-1.0, 1.0),
-                 zoom=None, seed=0, image_dir=None, strict=False):
+                 zoom=None, seed=0, image_dir=None, strict=False, use_ema=None):
         super().__init__(log_dir, every_n_epochs, image_dir, strict)
         self.n = _validation.positive_int("n", n)
         self.columns = math.ceil(math.sqrt(self.n)) if columns is None else _validation.positive_int("columns", columns)
@@ -72,11 +75,15 @@ class SampleGrid(SummaryCallback):
         self.value_range = (low, high)
         self.zoom = None if zoom is None else _validation.positive_int("zoom", zoom)
         self.seed = seed
+        self.use_ema = None if use_ema is None else _validation.boolean("use_ema", use_ema)
         self.latent = None
 
     def images(self):
         """The current `(n, h, w, c)` samples from the fixed latent vectors."""
-        generator = self.model.generator
+        choose = getattr(self.model, "sampling_generator", None)
+        if choose is None and self.use_ema:
+            raise ValueError("`use_ema`=True needs a model with a generator EMA (`WGAN(ema_decay=...)`).")
+        generator = self.model.generator if choose is None else choose(self.use_ema)
         if self.latent is None:
             self.latent = np.random.default_rng(self.seed).standard_normal((self.n, self.model.latent_dim))
             self.latent = self.latent.astype("float32")

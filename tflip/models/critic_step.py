@@ -5,8 +5,9 @@ import warnings
 import keras
 import tensorflow as tf
 
+from tflip import _compat
 from tflip._replica import safe_mean, scale_loss_for_replicas
-from tflip.penalties.base import critic_values
+from tflip.gradients import critic_values
 
 
 class CriticMetrics:
@@ -165,7 +166,7 @@ def step_logs(metrics, strategy, loss):
     `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars: the
     values are returned with shape (1,) there (and reduced back to scalars).
     """
-    in_multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    in_multi_worker = _compat.in_multi_worker_mode(strategy)
     logs = {"loss": loss.result()}
     logs.update((metric.name, metric.result()) for metric in metrics)
     if in_multi_worker:

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tflip import penalties
 from tflip._replica import safe_mean
+from tflip.gradients import critic_values
 from tflip.losses.adversarial import wasserstein_critic_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
@@ -15,7 +16,6 @@ from tflip.models.critic_step import (
     step_logs,
     warn_if_check_compiled_away,
 )
-from tflip.penalties.base import critic_values
 
 
 @keras.saving.register_keras_serializable(package="tflip")

@@ -5,7 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from tflip import _validation, penalties
-from tflip._replica import SeedCounter, safe_mean
+from tflip._random import SeedCounter
+from tflip._replica import safe_mean
+from tflip.gradients import critic_values
 from tflip.lipschitz.spectra import linear_layers
 from tflip.losses.adversarial import get_gan_loss
 from tflip.models.critic_step import (
@@ -18,8 +20,8 @@ from tflip.models.critic_step import (
     step_logs,
     warn_if_check_compiled_away,
 )
+from tflip.models.generator_ema import clone_generator, ema_settings, step_decay, update_average, variable_pairs
 from tflip.ops.spectra import rank_collapse, singular_values, weight_matrix
-from tflip.penalties.base import critic_values
 
 
 def default_optimizer():
@@ -169,6 +171,17 @@ class WGAN(BuildOnFitMixin, keras.Model):
     single-device updates. Random draws are a function of `seed` and the
     saved counters: a run resumed from a checkpoint continues identically.
 
+    Generator EMA (`ema_decay` or `ema_half_life`): `ema_generator`, a
+    non-trainable copy of the generator built from its config, holds an
+    exponential moving average of the generator's trainable weights, updated
+    after each generator step, and a copy of its non-trainable state
+    (batch-norm statistics, power-iteration vectors); training continues on
+    the raw weights. `generate`, `ExactWasserstein` and `SampleGrid` sample
+    from it by default when it exists (`use_ema=False` for the raw
+    generator); `call`, the critic steps and `evaluate` use the raw
+    generator. It is saved with the model and resumed from checkpoints. See
+    `tflip.models.generator_ema` for why Keras' optimizer EMA is not used.
+
     Args:
         generator: a Keras model mapping `(batch, latent_dim)` latent vectors
             to samples.
@@ -195,6 +208,18 @@ class WGAN(BuildOnFitMixin, keras.Model):
             so the weights stay finite. One reduction over the batch; False
             skips it. Non-finite *losses* (a diverging run) are not an
             error: they are logged in `loss`, which `TerminateOnNaN` watches.
+        ema_decay: beta in [0, 1) of an exponential moving average of the
+            generator's weights, `G_ema <- beta * G_ema + (1 - beta) * G`
+            after each generator step (Yazici et al. 2019; PyTorch-StudioGAN
+            uses 0.9999). Default None: no average.
+        ema_half_life: the same average specified as a half-life in
+            generated images (Karras et al. 2020, StyleGAN2, appendix B:
+            10k images): beta = 0.5 ** (generator batch / ema_half_life),
+            with the global generator batch of each step. At most one of
+            `ema_decay` and `ema_half_life`.
+        ema_start: generator steps during which the average copies the raw
+            weights (beta = 0) before averaging begins (StudioGAN's
+            `g_ema_start`); 0 (default) averages from the first step.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Example:
@@ -223,6 +248,9 @@ class WGAN(BuildOnFitMixin, keras.Model):
         seed=0,
         rank_penalty=0.0,
         check_finite=True,
+        ema_decay=None,
+        ema_half_life=None,
+        ema_start=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -240,13 +268,11 @@ class WGAN(BuildOnFitMixin, keras.Model):
             None if generator_batch_size is None
             else _validation.positive_int("generator_batch_size", generator_batch_size)
         )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
-        self.seed = seed
+        self.seed = _validation.random_seed("seed", seed)
         self.rank_penalty = _validation.non_negative_number("rank_penalty", rank_penalty)
-        if not isinstance(check_finite, bool):
-            raise ValueError(f"`check_finite` must be True or False, got {check_finite!r}.")
-        self.check_finite = check_finite
+        self.check_finite = _validation.boolean("check_finite", check_finite)
+        self.ema_decay, self.ema_half_life, self.ema_start = ema_settings(ema_decay, ema_half_life, ema_start)
+        self.ema_generator = None
         self.critic_metrics = CriticMetrics()
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.rank_tracker = (
@@ -298,11 +324,43 @@ class WGAN(BuildOnFitMixin, keras.Model):
             self.critic.build(input_shape)
         if self.penalty is not None and not self.penalty.built:
             self.penalty.build(input_shape)
-        self.random = SeedCounter(self, self.seed, name="step_counter")
+        self.seed_counter = SeedCounter(self, self.seed, name="step_counter")
         # Evaluation has its own counter so validation never shifts training draws.
-        self.eval_random = SeedCounter(self, self.seed + 1, name="eval_step_counter")
+        self.eval_seed_counter = SeedCounter(self, self.seed + 1, name="eval_step_counter")
+        if self.uses_ema:
+            self.ema_generator = clone_generator(self.generator, self.latent_dim)
         self.built = True
         self._build_optimizers()
+
+    @property
+    def uses_ema(self):
+        """Whether the model keeps an exponential moving average of the generator (`ema_generator`)."""
+        return self.ema_decay is not None or self.ema_half_life is not None
+
+    def sampling_generator(self, use_ema=None):
+        """The generator to sample from: `ema_generator` or the raw `generator`.
+
+        Args:
+            use_ema: True: the moving average (an error without one); False:
+                the raw generator; None (default): the average if the model
+                keeps one, else the raw generator.
+
+        Raises:
+            ValueError: naming `use_ema` when True and the model keeps no
+                average.
+        """
+        if use_ema is not None:
+            _validation.boolean("use_ema", use_ema)
+        if use_ema and not self.uses_ema:
+            raise ValueError(
+                "`use_ema`=True, but this WGAN keeps no moving average of the generator: pass `ema_decay` or "
+                "`ema_half_life` to WGAN."
+            )
+        if use_ema is False or not self.uses_ema:
+            return self.generator
+        if self.ema_generator is None:
+            raise ValueError("The WGAN is not built yet: its `ema_generator` exists after `build` or `fit`.")
+        return self.ema_generator
 
     def check_sample_shape(self, batch_shape, source):
         """Raises a `ValueError` if samples of `batch_shape` do not fit the `critic`.
@@ -364,10 +422,9 @@ class WGAN(BuildOnFitMixin, keras.Model):
             tracked += self.penalty.metrics
         return tracked
 
-    def sample_latent(self, batch_size, random):
-        """Standard normal latent vectors `(batch_size, latent_dim)` (per replica)
-        from a `RandomStream`."""
-        return random.normal([batch_size, self.latent_dim])
+    def sample_latent(self, batch_size, stream):
+        """Standard normal latent vectors `(batch_size, latent_dim)` (per replica) from a `RandomStream`."""
+        return stream.normal([batch_size, self.latent_dim])
 
     def train_step(self, data):
         real = unpack_real(data)
@@ -384,21 +441,26 @@ class WGAN(BuildOnFitMixin, keras.Model):
 
     def _train_on(self, real):
         # One stream per step: every draw of the step derives from one counter value.
-        random = self.random.stream()
+        stream = self.seed_counter.stream()
         batches = critic_batches(real, self.n_critic)
         for real_batch in batches:
-            fake = self.generator(self.sample_latent(tf.shape(real_batch)[0], random), training=True)
+            fake = self.generator(self.sample_latent(tf.shape(real_batch)[0], stream), training=True)
             critic_update(
                 self.critic, self.critic_optimizer, self.penalty, self.critic_loss_fn,
-                real_batch, fake, self.critic_metrics, seed=random.next_seed(),
+                real_batch, fake, self.critic_metrics, seed=stream.next_seed(),
             )
         generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
-        latent = self.sample_latent(generator_batch, random)
+        latent = self.sample_latent(generator_batch, stream)
         gradients, generator_loss, rank = generator_gradients(
             self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent,
             self.rank_penalty,
         )
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
+        if self.ema_generator is not None:
+            # Reads the weights the step just wrote; `iterations` counts this step.
+            beta = step_decay(self.ema_decay, self.ema_half_life, self.ema_start,
+                              self.generator_optimizer.iterations, generator_batch)
+            update_average(variable_pairs(self.ema_generator, self.generator), beta)
         self.generator_loss_tracker.update_state(generator_loss)
         if self.rank_tracker is not None:
             self.rank_tracker.update_state(rank)
@@ -406,7 +468,7 @@ class WGAN(BuildOnFitMixin, keras.Model):
 
     def test_step(self, data):
         real = unpack_real(data)
-        fake = self.generator(self.sample_latent(tf.shape(real)[0], self.eval_random.stream()), training=False)
+        fake = self.generator(self.sample_latent(tf.shape(real)[0], self.eval_seed_counter.stream()), training=False)
         real_values = critic_values(self.critic, real, training=False)
         fake_values = critic_values(self.critic, fake, training=False)
         metrics = self.critic_metrics
@@ -419,18 +481,22 @@ class WGAN(BuildOnFitMixin, keras.Model):
         """Generates samples from latent vectors."""
         return self.generator(latent, training=training)
 
-    def generate(self, n, seed=None, batch_size=1024):
+    def generate(self, n, seed=None, batch_size=1024, use_ema=None):
         """Returns `n` generated samples as a numpy array.
 
         Args:
             n: number of samples.
             seed: seed of the latent draws (default: fresh randomness).
             batch_size: generator batch size.
+            use_ema: sample from the moving average of the generator (True),
+                the raw generator (False), or (None, default) the average if
+                the model keeps one: see `sampling_generator`.
         """
         n = _validation.positive_int("n", n)
+        generator = self.sampling_generator(use_ema)
         rng = np.random.default_rng(seed)
         latent = rng.standard_normal((n, self.latent_dim)).astype("float32")
-        return np.asarray(self.generator.predict(latent, batch_size=batch_size, verbose=0), dtype="float32")
+        return np.asarray(generator.predict(latent, batch_size=batch_size, verbose=0), dtype="float32")
 
     def get_config(self):
         config = super().get_config()
@@ -445,6 +511,9 @@ class WGAN(BuildOnFitMixin, keras.Model):
             seed=self.seed,
             rank_penalty=self.rank_penalty,
             check_finite=self.check_finite,
+            ema_decay=self.ema_decay,
+            ema_half_life=self.ema_half_life,
+            ema_start=self.ema_start,
         )
         return config
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tflip import _validation
 from tflip._random import SeedCounter
 from tflip._replica import finite_max, global_statistics
-from tflip.gradients import critic_values, input_gradients  # noqa: F401 (models still import critic_values here)
+from tflip.gradients import input_gradients
 from tflip.layers.base import iter_layers
 
 _SAMPLINGS = ("interpolates", "real_perturbation", "real_fake_perturbation")
