@@ -125,3 +125,14 @@ def test_certified_digits_example_certificates_are_consistent(capsys):
     assert (result["pairwise_radii"] >= result["generic_radii"] * (1 - 1e-6)).all()
     for eps, accuracy in result["certified_accuracy"].items():
         assert accuracy["generic"] <= accuracy["pairwise"] <= result["clean_accuracy"]
+
+
+def test_gan_quality_scores_the_raw_and_the_ema_generator(capsys):
+    scores = example("gan_quality").main(["--smoke"])
+    assert "Fréchet digits distance raw" in capsys.readouterr().out
+    assert len(scores["raw"]) == len(scores["ema"]) == 2
+    assert all(math.isfinite(value) and value > 0.0 for value in scores["raw"] + scores["ema"])
+    # Four steps from initialization: the generated digits are far from the real ones, held-out reals are close.
+    assert scores["noise_floor"] < min(scores["raw"] + scores["ema"])
+    # The average lags the raw weights: after training starts the two generators differ.
+    assert scores["raw"] != scores["ema"]
