@@ -281,6 +281,7 @@ def test_random_search_under_mirrored_strategy(tmp_path):
     assert wasserstein1_exact(model.generate(len(HELD_OUT), seed=0), HELD_OUT) == pytest.approx(best.score, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_critic_search_maximizes_the_held_out_estimate(tmp_path):
     held_out = three_cones(128, seed=1)
     hypermodel = WassersteinCriticHyperModel(2, held_out, constraints=["spectral"], activations=["relu", "maxmin"],

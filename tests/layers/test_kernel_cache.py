@@ -162,6 +162,12 @@ def perturb(model, seed):
     return [rng.standard_normal(w.shape).astype("float32") if w.trainable else np.asarray(w) for w in model.weights]
 
 
+def cases(default):
+    """Every case, those outside `default` marked slow: the mechanism is one for all layers, so the
+    default run checks a representative few of the costlier properties and `-m slow` checks all."""
+    return [case if case in default else pytest.param(case, marks=pytest.mark.slow) for case in sorted(CASES)]
+
+
 @pytest.fixture(params=sorted(CASES))
 def name(request):
     return request.param
@@ -219,6 +225,7 @@ def test_never_stale_after_load_weights_and_load_model(name, tmp_path):
     check(name, restored, x, restored.predict_on_batch)
 
 
+@pytest.mark.parametrize("name", cases({"bjorck", "linf", "spectral_conv", "sll_dense"}))
 def test_never_stale_under_mirrored_strategy(name):
     x = data(name)
     y = np.zeros((x.shape[0],) + make_model(name).output_shape[1:], "float32")
@@ -262,6 +269,7 @@ def test_changing_bjorck_inference_iterations_invalidates_the_cache():
     assert np.abs(rough - exact).max() > 1e-2
 
 
+@pytest.mark.parametrize("name", cases({"linf", "spectral_dense", "spectral_conv", "sll_dense", "aol_dense"}))
 def test_inference_calls_are_differentiable_as_without_the_cache(name):
     model = make_model(name)
     layer = model.layers[-1]

@@ -26,7 +26,10 @@ def exact_conv_norm(layer):
     return np.linalg.norm(conv_matrix(layer.effective_kernel(), layer.geometry), 2)
 
 
-@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+# Kernel sizes 1 and 5 run with -m slow (the exactness is the same machinery at every size).
+@pytest.mark.parametrize(
+    "kernel_size", [pytest.param(1, marks=pytest.mark.slow), 3, pytest.param(5, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("strides", [1, 2])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("c_in,filters", [(3, 4), (2, 60)])  # filters below / above k^2 * c_in

@@ -21,6 +21,7 @@ DOC = os.path.join(os.path.dirname(BENCHMARKS), "docs", "reproductions", "sargen
 pytestmark = pytest.mark.usefixtures("benchmarks_on_path")
 
 
+@pytest.mark.slow
 def test_extensions_smoke(tmp_path):
     import repro_sargent_extensions as repro
 
