@@ -142,3 +142,39 @@ def test_data_of_the_wrong_shape_is_rejected_before_training(kind):
         gan.fit(epochs=1, verbose=0, **arguments)
     assert_same(before, weights(gan))
     assert gan.critic_optimizer.iterations.numpy() == 0
+
+
+@pytest.mark.parametrize("kind", ["p", "q", "dataset_q", "validation_q", "unbuilt_q", "build"])
+def test_wasserstein_critic_rejects_data_of_the_wrong_shape(kind):
+    estimator = WassersteinCritic(mlp(2, 1))
+    estimator.compile(keras.optimizers.SGD(0.01))
+    before = weights(estimator)
+    good, wrong = DATA, np.zeros((BATCH * 4, 3), "float32")
+    source, shape = {
+        "p": ("`x` of `fit`", 3),
+        "q": (r"`y` of `fit` \(samples of Q\)", 3),
+        "dataset_q": (r"`x` of `fit` \(samples of Q\)", 3),
+        "validation_q": (r"`validation_data` \(samples of Q\)", 3),
+        "unbuilt_q": (r"`y` of `fit` \(samples of Q\)", 3),  # checked against the shape P built it with
+        "build": ("`input_shape` of `build`", 5),
+    }[kind]
+    expected = rf"data \({source}\) have the batch shape \(None, {shape}\).*`critic` takes inputs of shape \(None, 2\)"
+    with pytest.raises(ValueError, match=expected):
+        if kind == "p":
+            estimator.fit(wrong, good, batch_size=BATCH, epochs=1, verbose=0)
+        elif kind == "q":
+            estimator.fit(good, wrong, batch_size=BATCH, epochs=1, verbose=0)
+        elif kind == "dataset_q":
+            estimator.fit(tf.data.Dataset.from_tensor_slices((good, wrong)).batch(BATCH), epochs=1, verbose=0)
+        elif kind == "validation_q":
+            estimator.fit(good, good, batch_size=BATCH, epochs=1, verbose=0, validation_data=(good, wrong))
+        elif kind == "unbuilt_q":
+            critic = keras.Sequential([keras.layers.Dense(8, "relu"), keras.layers.Dense(1)])
+            estimator = WassersteinCritic(critic)
+            estimator.compile(keras.optimizers.SGD(0.01))
+            estimator.fit(good, wrong, batch_size=BATCH, epochs=1, verbose=0)
+        else:
+            WassersteinCritic(mlp(2, 1)).build((None, 5))
+    if kind not in ("unbuilt_q", "build"):
+        assert_same(before, weights(estimator))
+        assert estimator.optimizer.iterations.numpy() == 0

@@ -218,7 +218,8 @@ def test_mirrored_average_equals_single_device():
             gan = toy_gan("gp", ema_half_life=100.0, ema_start=1)
             gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
         gan.fit(DATA, batch_size=64, epochs=1, verbose=0, shuffle=False)
-        return values(gan.ema_generator.weights), values(gan.generator.weights)
+        samples = gan.generate(16, seed=0)
+        return values(gan.ema_generator.weights) + [samples], values(gan.generator.weights)
 
     single_average, single_raw = run(tf.distribute.get_strategy())
     mirrored_average, mirrored_raw = run(mirrored_strategy())

@@ -70,3 +70,38 @@ def test_rank_penalty_changes_generator_training():
 def test_negative_rank_penalty_is_rejected():
     with pytest.raises(ValueError, match="rank_penalty"):
         tflip.models.WGAN(mlp(2, 2), mlp(2, 1), latent_dim=2, rank_penalty=-1.0)
+
+
+def test_only_trainable_layers_count_and_constrained_layers_use_their_effective_kernel(rng):
+    """A frozen Dense, a BjorckDense and a Dense: lambda * sum_i r(W_i) over the last two, effective kernels.
+
+    BjorckDense applies lambda * polar(W), whose singular values are all equal, so its r = 1
+    (closed form) whatever the raw kernel's r; the frozen kernel cannot respond and is left out.
+    """
+    generator = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(4, use_bias=False, trainable=False),
+        tflip.layers.BjorckDense(4, use_bias=False),
+        keras.layers.Dense(2, use_bias=False),
+    ])
+    frozen, raw_bjorck, last = rng.normal(size=(3, 4)), rng.normal(size=(4, 4)), rng.normal(size=(4, 2))
+    for layer, kernel in zip(generator.layers, (frozen, raw_bjorck, last)):
+        layer.kernel.assign(kernel)
+    assert numpy_rank_collapse(raw_bjorck) < 0.9  # the raw kernel would give another value
+    critic = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False)])
+    gradients, loss, rank = generator_gradients(
+        generator, critic, keras.optimizers.SGD(), tflip.losses.wasserstein_generator_loss, tf.ones((5, 3)), 0.5
+    )
+    expected_sum = 1.0 + numpy_rank_collapse(last)
+    np.testing.assert_allclose(rank, expected_sum / 2, rtol=1e-5)
+    np.testing.assert_allclose(loss, -0.5 * expected_sum, rtol=1e-5)
+    np.testing.assert_allclose(mean_rank_collapse(generator), expected_sum / 2, rtol=1e-5)
+    # Gradients: the trainable kernels only; r(polar(W)) is constant, so the Björck kernel's is ~0.
+    assert len(gradients) == 2
+    np.testing.assert_allclose(gradients[0], np.zeros((4, 4)), atol=1e-4)
+    numeric = np.zeros_like(last)
+    for index in np.ndindex(last.shape):
+        step = np.zeros_like(last)
+        step[index] = 1e-6
+        numeric[index] = (numpy_rank_collapse(last + step) - numpy_rank_collapse(last - step)) / 2e-6
+    np.testing.assert_allclose(gradients[1], -0.5 * numeric, atol=1e-4)

@@ -22,16 +22,24 @@ class CriticMetrics:
         return [self.critic_loss, self.wasserstein, self.penalty]
 
 
-def batch_shape_of(x, required=True):
+def batch_shape_of(x, required=True, element=0):
     """The batch shape `(None, ...)` of `fit`'s `x`: an array, a tensor or a dataset.
 
-    For other inputs (generators, `PyDataset`s): a `ValueError` if `required`,
-    else None.
+    For a dataset of tuples, the shape of the tuple's `element` (None if it
+    has none). For other inputs (generators, `PyDataset`s): a `ValueError` if
+    `required`, else None.
     """
     if isinstance(x, tf.data.Dataset):
         spec = x.element_spec
-        spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        if isinstance(spec, (tuple, list)):
+            if element >= len(spec):
+                return None
+            spec = spec[element]
+        elif element:
+            return None
         return (None,) + tuple(spec.shape[1:])
+    if element:
+        return None
     if hasattr(x, "shape"):
         return (None,) + tuple(x.shape[1:])
     if not required:
@@ -39,6 +47,33 @@ def batch_shape_of(x, required=True):
     raise ValueError(
         f"Cannot infer the sample shape from `x` of type {type(x).__name__}: give the critic an "
         "`keras.Input` or call `model.build((None,) + sample_shape)` before `fit`."
+    )
+
+
+def model_input_shape(model):
+    """The declared input shape `(batch, ...)` of a model with one `keras.Input`, else None."""
+    inputs = getattr(model, "inputs", None) if model.built else None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape)
+
+
+def model_output_shape(model, input_shape):
+    """The output shape of a built model for inputs of `input_shape`, or None if it cannot tell."""
+    outputs = getattr(model, "outputs", None)
+    if outputs and len(outputs) == 1:
+        return tuple(outputs[0].shape)
+    try:
+        return tuple(model.compute_output_spec(keras.KerasTensor(input_shape)).shape)
+    except Exception:  # noqa: BLE001 - a model that cannot run symbolically fails at its first call instead
+        return None
+
+
+def shapes_match(actual, expected):
+    """Whether two batch shapes agree past the batch axis (None matches any size)."""
+    actual, expected = tuple(actual)[1:], tuple(expected)[1:]
+    return len(actual) == len(expected) and all(
+        a is None or b is None or a == b for a, b in zip(actual, expected)
     )
 
 
@@ -61,11 +96,23 @@ class BuildOnFitMixin:
         return super().fit(x, *args, **kwargs)
 
     def check_sample_shape(self, batch_shape, source):
-        """Raises a `ValueError` if `batch_shape` (None: unknown) does not fit the model.
+        """Raises a `ValueError` if samples of `batch_shape` do not fit the `critic`.
 
-        Called by `fit` on a built model, before anything runs. Default: no check.
+        Called by `build` and by `fit` on a built model, before anything
+        runs. The expected shape, `_sample_shape`, is set by `build`: the
+        critic's declared input or the build shape.
+
+        Args:
+            batch_shape: `(batch, ...)` of the data, or None (unknown: no check).
+            source: where the data come from ("`x` of `fit`"), for the message.
         """
-        del batch_shape, source
+        expected = getattr(self, "_sample_shape", None)
+        if batch_shape is None or expected is None or shapes_match(tuple(batch_shape), expected):
+            return
+        raise ValueError(
+            f"The data ({source}) have the batch shape {tuple(batch_shape)}, but the `critic` takes inputs of "
+            f"shape {expected}."
+        )
 
     def build_from_config(self, config):
         # Keras Tuner reloads checkpoints into models it has already built:

@@ -10,9 +10,11 @@ from tflip.losses.adversarial import wasserstein_critic_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
     CriticMetrics,
+    batch_shape_of,
     check_finite_samples,
     critic_update,
     keras_compile_arguments,
+    model_input_shape,
     step_logs,
     warn_if_check_compiled_away,
 )
@@ -77,8 +79,15 @@ class WassersteinCritic(BuildOnFitMixin, keras.Model):
             self.build(tuple(critic.inputs[0].shape))
 
     def build(self, input_shape):
-        """Builds the critic and the penalty state for samples of `input_shape`."""
+        """Builds the critic and the penalty state for samples of `input_shape`.
+
+        Raises:
+            ValueError: naming `critic` and both shapes when `input_shape`
+                does not fit the critic's declared input.
+        """
         input_shape = tuple(input_shape)
+        self._sample_shape = model_input_shape(self.critic) or input_shape
+        self.check_sample_shape(input_shape, "`input_shape` of `build`")
         if not self.critic.built:
             self.critic.build(input_shape)
         if self.penalty is not None and not self.penalty.built:
@@ -86,6 +95,31 @@ class WassersteinCritic(BuildOnFitMixin, keras.Model):
         self.built = True
         if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
             self.optimizer.build(self.critic.trainable_variables)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit` on samples of P (`x`) and Q (`y`), or a dataset of `(p, q)` pairs.
+
+        Both sources (and both parts of `validation_data`) are checked
+        against the critic's input shape before anything runs.
+
+        Raises:
+            ValueError: naming `critic` and the shapes of data that do not fit.
+        """
+        if x is not None and not self.built:
+            with self.distribute_strategy.scope():
+                self.build(batch_shape_of(x))
+        # The base class checks `x` and the first part of `validation_data`; here the samples of Q.
+        sources = [("`y` of `fit` (samples of Q)", batch_shape_of(y, required=False))]
+        sources.append(("`x` of `fit` (samples of Q)", batch_shape_of(x, required=False, element=1)))
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) > 1:
+            sources.append(("`validation_data` (samples of Q)", batch_shape_of(validation[1], required=False)))
+        elif validation is not None:
+            sources.append(("`validation_data` (samples of Q)",
+                            batch_shape_of(validation, required=False, element=1)))
+        for source, shape in sources:
+            self.check_sample_shape(shape, source)
+        return super().fit(x, y, *args, **kwargs)
 
     def compile(self, optimizer="adam", **kwargs):
         """Configures the optimizer.

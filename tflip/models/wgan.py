@@ -16,7 +16,10 @@ from tflip.models.critic_step import (
     check_finite_samples,
     critic_update,
     keras_compile_arguments,
+    model_input_shape,
+    model_output_shape,
     optimizer_loss,
+    shapes_match,
     step_logs,
     warn_if_check_compiled_away,
 )
@@ -70,51 +73,49 @@ def critic_batches(real, n_critic):
     return [tf.gather(real, index[:, i]) for i in range(n_critic)]
 
 
-def model_input_shape(model):
-    """The declared input shape `(batch, ...)` of a model with one `keras.Input`, else None."""
-    inputs = getattr(model, "inputs", None) if model.built else None
-    if not inputs or len(inputs) != 1:
-        return None
-    return tuple(inputs[0].shape)
+def penalized_kernels(model):
+    """The effective kernels of the model's trainable linear layers, differentiable, in float32.
+
+    A layer with a constrained kernel (a tflip layer with `effective_kernel`)
+    contributes the kernel it applies, `effective_kernel(training=False)`:
+    the uncached computation, differentiable with respect to the raw
+    weights and free of side effects (`training=True` would advance a
+    spectral-normalized layer's power iteration a second time per step;
+    after the forward pass of the step the stored vector is the one that
+    step used, so both give the same kernel there). Other layers contribute
+    their kernel variable. Layers whose kernel is not trainable (frozen) are
+    left out: they cannot respond to the penalty.
+    """
+    kernels = []
+    for layer in linear_layers(model):
+        if not (layer.trainable and layer.kernel.trainable):
+            continue
+        effective = getattr(layer, "effective_kernel", None)
+        kernels.append(effective(training=False) if effective is not None else tf.cast(layer.kernel, "float32"))
+    return kernels
 
 
-def model_output_shape(model, input_shape):
-    """The output shape of a built model for inputs of `input_shape`, or None if it cannot tell."""
-    outputs = getattr(model, "outputs", None)
-    if outputs and len(outputs) == 1:
-        return tuple(outputs[0].shape)
-    try:
-        return tuple(model.compute_output_spec(keras.KerasTensor(input_shape)).shape)
-    except Exception:  # noqa: BLE001 - a model that cannot run symbolically fails at its first call instead
-        return None
+def rank_collapses(model):
+    """r(W) of each kernel of `penalized_kernels(model)` (reshaped to a matrix), differentiable.
 
-
-def shapes_match(actual, expected):
-    """Whether two batch shapes agree past the batch axis (None matches any size)."""
-    actual, expected = tuple(actual)[1:], tuple(expected)[1:]
-    return len(actual) == len(expected) and all(
-        a is None or b is None or a == b for a, b in zip(actual, expected)
-    )
+    r(W) = sum_i sigma_i / (k sigma_max) (`tflip.ops.spectra.rank_collapse`),
+    through an SVD in float32 (Sargent section 4.2.2).
+    """
+    return [rank_collapse(singular_values(weight_matrix(kernel))) for kernel in penalized_kernels(model)]
 
 
 def mean_rank_collapse(model):
-    """Mean r(W) over the model's kernels (reshaped to matrices), differentiable; 0 without kernels.
-
-    r(W) = sum_i sigma_i / (k sigma_max) (`tflip.ops.spectra.rank_collapse`)
-    of each trainable kernel, through an SVD in float32.
-    """
-    kernels = [layer.kernel for layer in linear_layers(model) if layer.kernel.trainable]
-    if not kernels:
-        return tf.constant(0.0)
-    values = [rank_collapse(singular_values(weight_matrix(kernel))) for kernel in kernels]
-    return tf.add_n(values) / len(values)
+    """Mean r(W) over `penalized_kernels(model)`; 0 without kernels."""
+    values = rank_collapses(model)
+    return tf.add_n(values) / len(values) if values else tf.constant(0.0)
 
 
 def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent, rank_penalty=0.0):
     """Gradients of one generator step, its unscaled loss and mean r(W) (reads weights only).
 
     With `rank_penalty` > 0 the loss includes `-rank_penalty * sum_i r(W_i)`
-    (Sargent section 4.2.2).
+    over the same kernels whose mean is returned (`penalized_kernels`: the
+    effective kernels of the trainable linear layers; Sargent section 4.2.2).
     """
     variables = generator.trainable_variables
     with tf.GradientTape() as tape:
@@ -122,9 +123,12 @@ def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent,
         loss = generator_loss_fn(fake_values)
         rank = tf.constant(0.0)
         if rank_penalty:
-            rank = mean_rank_collapse(generator)
-            count = len(linear_layers(generator))
-            loss = loss - rank_penalty * count * rank
+            # After the forward pass, so that the kernels are those the step used.
+            values = rank_collapses(generator)
+            if values:
+                total = tf.add_n(values)
+                rank = total / len(values)
+                loss = loss - rank_penalty * total
         scaled = optimizer_loss(optimizer, loss)
     return tape.gradient(scaled, variables), loss, rank
 
@@ -196,8 +200,9 @@ class WGAN(BuildOnFitMixin, keras.Model):
             default: the critic batch size.
         seed: seed of the latent draws.
         rank_penalty: lambda >= 0 of the generator r(W) penalty of Sargent
-            section 4.2.2: `-lambda * sum_i r(W_i)` over the generator's
-            kernels is added to the generator loss (logged as the mean r(W),
+            section 4.2.2: `-lambda * sum_i r(W_i)` over the effective
+            kernels of the generator's trainable linear layers is added to
+            the generator loss (logged as the mean r(W),
             `generator_rank_collapse`; `generator_loss` includes the term). The thesis found it harmful (it
             collapsed the spectra it meant to spread, section 5.5.2); it is
             here for comparisons. Default 0 (off).
@@ -361,21 +366,6 @@ class WGAN(BuildOnFitMixin, keras.Model):
         if self.ema_generator is None:
             raise ValueError("The WGAN is not built yet: its `ema_generator` exists after `build` or `fit`.")
         return self.ema_generator
-
-    def check_sample_shape(self, batch_shape, source):
-        """Raises a `ValueError` if samples of `batch_shape` do not fit the `critic`.
-
-        Args:
-            batch_shape: `(batch, ...)` of the data, or None (unknown: no check).
-            source: where the data come from ("`x` of `fit`"), for the message.
-        """
-        expected = getattr(self, "_sample_shape", None)
-        if batch_shape is None or expected is None or shapes_match(tuple(batch_shape), expected):
-            return
-        raise ValueError(
-            f"The data ({source}) have the batch shape {tuple(batch_shape)}, but the `critic` takes inputs of "
-            f"shape {expected}."
-        )
 
     def compile(self, critic_optimizer=None, generator_optimizer=None, **kwargs):
         """Configures the two optimizers.
