@@ -9,7 +9,7 @@ from tflip._random import SeedCounter
 from tflip._replica import safe_mean
 from tflip.gradients import critic_values
 from tflip.lipschitz.spectra import linear_layers
-from tflip.losses.adversarial import get_gan_loss
+from tflip.losses.adversarial import generator_loss_needs_real_values, get_gan_loss
 from tflip.models.critic_step import (
     BuildOnFitMixin,
     CriticMetrics,
@@ -110,17 +110,20 @@ def mean_rank_collapse(model):
     return tf.add_n(values) / len(values) if values else tf.constant(0.0)
 
 
-def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent, rank_penalty=0.0):
+def generator_gradients(generator, critic, optimizer, generator_loss_fn, latent, rank_penalty=0.0, real=None):
     """Gradients of one generator step, its unscaled loss and mean r(W) (reads weights only).
 
     With `rank_penalty` > 0 the loss includes `-rank_penalty * sum_i r(W_i)`
     over the same kernels whose mean is returned (`penalized_kernels`: the
     effective kernels of the trainable linear layers; Sargent section 4.2.2).
+    `real` (a real batch paired row by row with the latents) is given for
+    losses that compare fake and real critic values (relativistic pairing).
     """
     variables = generator.trainable_variables
+    real_values = None if real is None else tf.stop_gradient(critic_values(critic, real))
     with tf.GradientTape() as tape:
         fake_values = critic_values(critic, generator(latent, training=True))
-        loss = generator_loss_fn(fake_values)
+        loss = generator_loss_fn(fake_values, real_values)
         rank = tf.constant(0.0)
         if rank_penalty:
             # After the forward pass, so that the kernels are those the step used.
@@ -195,7 +198,9 @@ class WGAN(BuildOnFitMixin, keras.Model):
             `"alp"`, `"maxgp"`, `"maxal"`, `"clip"`) or `None` (for critics
             that are Lipschitz by construction).
         n_critic: critic updates per generator update (5).
-        loss: `"wasserstein"` (default), `"hinge"` or `"nonsaturating"`.
+        loss: `"wasserstein"` (default), `"hinge"`, `"nonsaturating"` or
+            `"relativistic_pairing"` (RpGAN, Jolicoeur-Martineau 2019; the
+            generator step pairs its samples with the last critic batch).
         generator_batch_size: latent batch of the generator step per replica;
             default: the critic batch size.
         seed: seed of the latent draws.
@@ -273,6 +278,12 @@ class WGAN(BuildOnFitMixin, keras.Model):
             None if generator_batch_size is None
             else _validation.positive_int("generator_batch_size", generator_batch_size)
         )
+        self.generator_reads_real = generator_loss_needs_real_values(loss)
+        if self.generator_reads_real and self.generator_batch_size is not None:
+            raise ValueError(
+                f"`generator_batch_size` must be None with loss={loss!r}: the relativistic generator loss "
+                "pairs each generated sample with a real one of the critic batch."
+            )
         self.seed = _validation.random_seed("seed", seed)
         self.rank_penalty = _validation.non_negative_number("rank_penalty", rank_penalty)
         self.check_finite = _validation.boolean("check_finite", check_finite)
@@ -439,11 +450,16 @@ class WGAN(BuildOnFitMixin, keras.Model):
                 self.critic, self.critic_optimizer, self.penalty, self.critic_loss_fn,
                 real_batch, fake, self.critic_metrics, seed=stream.next_seed(),
             )
-        generator_batch = self.generator_batch_size or tf.shape(batches[0])[0]
+        # The relativistic loss pairs the generator batch with the last critic batch (this replica's share).
+        paired_real = batches[-1] if self.generator_reads_real else None
+        generator_batch = (
+            tf.shape(paired_real)[0] if paired_real is not None
+            else self.generator_batch_size or tf.shape(batches[0])[0]
+        )
         latent = self.sample_latent(generator_batch, stream)
         gradients, generator_loss, rank = generator_gradients(
             self.generator, self.critic, self.generator_optimizer, self.generator_loss_fn, latent,
-            self.rank_penalty,
+            self.rank_penalty, real=paired_real,
         )
         self.generator_optimizer.apply(gradients, self.generator.trainable_variables)
         if self.ema_generator is not None:
