@@ -56,9 +56,9 @@ from tflip import datasets  # noqa: E402
 from tflip.callbacks.sample_grid import tile_images  # noqa: E402
 from tflip.callbacks.spectrum import spectral_plot_pixels  # noqa: E402
 from tflip.callbacks.summary import figure_pixels  # noqa: E402
-from tflip.lipschitz.spectra import SpectrumAnalyzer, linear_layers  # noqa: E402
 from tflip.layers import SpectralNormConv2D, SpectralNormDense  # noqa: E402
 from tflip.lipschitz import lipschitz_lower_bound, lipschitz_upper_bound  # noqa: E402
+from tflip.lipschitz.spectra import SpectrumAnalyzer, linear_layers  # noqa: E402
 from tflip.metrics import FrechetDistance, frechet_distance  # noqa: E402
 from tflip.models import WGAN  # noqa: E402
 from tflip.ops.conv import conv_matrix, reshaped_kernel_norm  # noqa: E402

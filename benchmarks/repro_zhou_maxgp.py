@@ -40,8 +40,8 @@ from reproduction import reproduction_parser, write_results  # noqa: E402
 
 import tflip  # noqa: E402
 from tflip.callbacks import ExactWasserstein  # noqa: E402
-from tflip.metrics import optimal_transport_plan, wasserstein1_exact  # noqa: E402
 from tflip.gradients import input_gradients  # noqa: E402
+from tflip.metrics import optimal_transport_plan, wasserstein1_exact  # noqa: E402
 
 NAME = "zhou_maxgp"
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", NAME)

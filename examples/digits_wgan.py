@@ -44,9 +44,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tflip  # noqa: E402
-from tflip.lipschitz.spectra import linear_layers  # noqa: E402
 from tflip.layers import SpectralNormConv2D, SpectralNormDense  # noqa: E402
 from tflip.lipschitz import layer_lipschitz_bound, lipschitz_upper_bound  # noqa: E402
+from tflip.lipschitz.spectra import linear_layers  # noqa: E402
 from tflip.models.mlp import activation_layer  # noqa: E402
 from tflip.optimizers import SpectralGradientClamp  # noqa: E402
 
