@@ -20,7 +20,11 @@ Methods (each with the loss it was published with):
   (Jolicoeur-Martineau 2019), `ZeroCenteredGradientPenalty(gamma)`. If
   `WGAN` cannot train the relativistic generator loss (its generator step
   needs the critic's values on real samples), the run falls back to the
-  Wasserstein loss and the results say so (`loss_used`).
+  Wasserstein loss and the results say so (`loss_used`). `WGAN` pairs each
+  generated sample of the relativistic generator step with a real sample of
+  the last critic batch, so this row's generator batch is the critic batch
+  (64, not 128), and its EMA half-life in images is halved to stay 20
+  generator steps (`generator_batch`, `ema_half_life_images` per run).
 - Exact spectral norm (Miyato et al. 2018 with the exact operator norm of
   each convolution, Sargent 2021): the Toeplitz-normalized critic of
   `repro_sargent_digits.py` at gain 1, no penalty, hinge loss.
@@ -96,7 +100,8 @@ class Budget:
 
 
 # Full: 300 generator steps (1,500 critic steps) per run, 12 runs: 30-45 CPU seconds a run on 2 shared cores.
-# EMA half-life 2,560 images = 20 generator steps of 128 (beta = 0.966 per step).
+# EMA half-life 2,560 images = 20 generator steps of 128 (beta = 0.966 per step); the relativistic row generates
+# 64 images a step (the critic batch), and its half-life is scaled to 1,280 images, again 20 steps.
 BUDGETS = {
     "full": Budget("full", generator_steps=300, evaluations=3, learning_rate=5e-4, ema_half_life=2560.0,
                    seeds=(0, 1)),
@@ -143,13 +148,37 @@ class RawAndEmaFrechet(keras.callbacks.Callback):
             self.values["ema"].append(self.score(self.model.ema_generator))
 
 
+def pairs_with_critic_batch(loss):
+    """Whether `loss`'s generator step pairs its samples with the last critic batch (relativistic pairing).
+
+    `WGAN` then refuses `generator_batch_size`: its generator batch is the critic batch.
+    """
+    try:
+        from tflip.losses.adversarial import generator_loss_needs_real_values
+    except ImportError:  # a tflip whose WGAN cannot train it: the run falls back to the Wasserstein loss
+        return False
+    return generator_loss_needs_real_values(loss)
+
+
+def generator_batch(loss, scale):
+    """Generated images per generator step: `scale.generator_batch`, or the critic batch for the relativistic loss."""
+    return scale.critic_batch if pairs_with_critic_batch(loss) else scale.generator_batch
+
+
+def ema_half_life(loss, scale, budget):
+    """`budget.ema_half_life` images at `scale.generator_batch`, scaled to keep the same number of generator steps."""
+    return budget.ema_half_life * generator_batch(loss, scale) / scale.generator_batch
+
+
 def make_gan(method, loss, scale, budget, seed):
     keras.utils.set_random_seed(seed)
     critic = build_plain_critic(scale) if method.critic == "plain" else digits.build_critic(scale, "toeplitz", 1.0)
-    options = {"ema_half_life": budget.ema_half_life} if ema_available() else {}
+    batch = generator_batch(loss, scale)
+    # The half-life is given in images; scaled with the generator batch it stays 20 generator steps for every row.
+    options = {"ema_half_life": ema_half_life(loss, scale, budget)} if ema_available() else {}
     gan = WGAN(digits.build_generator(scale), critic, latent_dim=scale.latent_dim,
                penalty=None if method.penalty is None else method.penalty(), n_critic=scale.n_critic, loss=loss,
-               generator_batch_size=scale.generator_batch, seed=seed, **options)
+               generator_batch_size=None if pairs_with_critic_batch(loss) else batch, seed=seed, **options)
     # Constant learning rate, the same for every method and both networks.
     gan.compile(critic_optimizer=keras.optimizers.Adam(budget.learning_rate, beta_1=0.0, beta_2=0.9),
                 generator_optimizer=keras.optimizers.Adam(budget.learning_rate, beta_1=0.0, beta_2=0.9))
@@ -187,6 +216,8 @@ def train(method, scale, budget, seed, x_train, frechet, reference):
         "loss_used": loss,
         "loss_fallback_reason": fallback,
         "penalty": None if gan.penalty is None else type(gan.penalty).__name__,
+        "generator_batch": generator_batch(loss, scale),
+        "ema_half_life_images": ema_half_life(loss, scale, budget) if ema_available() else None,
         "fd_raw": trace.values["raw"][-1],
         "fd_ema": trace.values["ema"][-1] if trace.values["ema"] else None,
         "fd_raw_trace": trace.values["raw"],
