@@ -104,6 +104,20 @@ class KernelBiasLayer:
     in one place for every constrained layer.
     """
 
+    def init_with_weight_options(self, kwargs, use_bias, activity_regularizer, default_kernel_initializer):
+        """Runs the Keras layer constructor on the base arguments in `kwargs`, then stores the weight options.
+
+        The weight options (`_WEIGHT_OPTION_KINDS`) are taken out of `kwargs`
+        first; the kernel initializer defaults to `default_kernel_initializer`
+        and the bias initializer to zeros.
+        """
+        options = {name: kwargs.pop(name) for name in list(kwargs) if name in WEIGHT_OPTIONS}
+        # The constructor after this mixin in the MRO: keras.layers.Layer's.
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        options.setdefault("kernel_initializer", default_kernel_initializer)
+        options.setdefault("bias_initializer", "zeros")
+        self.set_weight_options(use_bias, **options)
+
     def set_weight_options(self, use_bias, **options):
         """Stores `use_bias` and the options named in `_WEIGHT_OPTION_KINDS`."""
         self.use_bias = bool(use_bias)

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflip import _validation
-from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.base import KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.bjorck import bjorck_orthonormalize, polar_express_orthonormalize
@@ -136,14 +136,7 @@ class OrthogonalConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, k
         activity_regularizer=None,
         **kwargs,
     ):
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in WEIGHT_OPTIONS}
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.set_weight_options(
-            use_bias,
-            kernel_initializer=options.pop("kernel_initializer", "orthogonal"),
-            bias_initializer=options.pop("bias_initializer", "zeros"),
-            **options,
-        )
+        self.init_with_weight_options(kwargs, use_bias, activity_regularizer, "orthogonal")
         self.set_convolution_options(
             filters, kernel_size, strides, padding, PADDINGS, lipschitz, input_size, data_format
         )

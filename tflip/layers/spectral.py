@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tflip import _validation
-from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
+from tflip.layers.base import KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.dense_base import ConstrainedDense
 from tflip.layers.kernel_cache import CachedKernelLayer
@@ -218,14 +218,7 @@ class SpectralNormConv2D(
         activity_regularizer=None,
         **kwargs,
     ):
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in WEIGHT_OPTIONS}
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.set_weight_options(
-            use_bias,
-            kernel_initializer=options.pop("kernel_initializer", "glorot_uniform"),
-            bias_initializer=options.pop("bias_initializer", "zeros"),
-            **options,
-        )
+        self.init_with_weight_options(kwargs, use_bias, activity_regularizer, "glorot_uniform")
         self.set_convolution_options(
             filters, kernel_size, strides, padding, {"same", "valid"}, lipschitz, input_size, data_format
         )
