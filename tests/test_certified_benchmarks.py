@@ -48,3 +48,4 @@ def test_conv_layers_benchmark_quick_mode_runs(capsys):
     assert "Training step" in out and "Inference" in out and "Verdicts" in out
     for name, ratios in results.items():
         assert ratios["training_ratio"] > 0 and ratios["inference_ratio"] > 0, name
+    assert "plain-Keras export" in out and results["SLLConv2D"]["inference_vs_export"] > 0

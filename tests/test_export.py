@@ -1,15 +1,11 @@
 """to_plain_keras: same outputs from built-in Keras layers, in every way a model is deployed."""
 
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.export_checks import all_layers, outputs_in_fresh_process
 from tflip._compat import functional_calls
 from tflip.export import to_plain_keras
 from tflip.layers import BjorckDense, GroupSort, LInfProjectedDense, SpectralNormConv2D, SpectralNormDense
@@ -17,13 +13,6 @@ from tflip.lipschitz import lipschitz_upper_bound
 
 LARGE = keras.initializers.RandomNormal(stddev=1.0)
 TFLIP_LINEAR = (BjorckDense, LInfProjectedDense, SpectralNormDense, SpectralNormConv2D)
-
-
-def all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from all_layers(layer)
 
 
 def conv_critic():
@@ -120,19 +109,7 @@ def test_keras_file_reloads_in_a_fresh_process_without_tflip(tmp_path):
     x = np.random.default_rng(2).standard_normal((3, 8, 8, 2)).astype("float32")
     model(x, training=True)
     expected = np.asarray(model(x))
-    path = tmp_path / "plain.keras"
-    to_plain_keras(model).save(path)
-    np.save(tmp_path / "x.npy", x)
-    script = (
-        "import sys, json, numpy as np, keras\n"
-        f"m = keras.models.load_model({str(path)!r})\n"
-        "assert 'tflip' not in sys.modules\n"
-        f"print(json.dumps(np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))).tolist()))\n"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    np.testing.assert_allclose(np.array(json.loads(out.stdout.strip().splitlines()[-1])), expected, atol=1e-5)
+    np.testing.assert_allclose(outputs_in_fresh_process(to_plain_keras(model), x, tmp_path), expected, atol=1e-5)
 
 
 def test_savedmodel_and_tflite_serve_the_same_outputs(tmp_path):

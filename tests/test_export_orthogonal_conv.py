@@ -2,25 +2,14 @@
 built-in Cropping2D / Concatenate / Conv2D layers; same outputs, SavedModel, and a .keras file that loads without
 tflip."""
 
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.export_checks import all_layers, outputs_in_fresh_process
 from tflip.export import to_plain_keras
 from tflip.layers import OrthogonalConv2D
-
-
-def all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from all_layers(layer)
 
 
 def orthogonal_critic(padding):
@@ -62,19 +51,7 @@ def test_same_outputs_and_savedmodel(padding, tmp_path):
 def test_circular_export_reloads_in_a_fresh_process_without_tflip(tmp_path):
     model, x = orthogonal_critic("circular")
     expected = np.asarray(model(x))
-    path = tmp_path / "plain.keras"
-    to_plain_keras(model).save(path)
-    np.save(tmp_path / "x.npy", x)
-    script = (
-        "import sys, json, numpy as np, keras\n"
-        f"m = keras.models.load_model({str(path)!r})\n"
-        "assert 'tflip' not in sys.modules\n"
-        f"print(json.dumps(np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))).tolist()))\n"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    np.testing.assert_allclose(np.array(json.loads(out.stdout.strip().splitlines()[-1])), expected, atol=1e-5)
+    np.testing.assert_allclose(outputs_in_fresh_process(to_plain_keras(model), x, tmp_path), expected, atol=1e-5)
 
 
 def test_mixed_precision_export_keeps_float32_kernels():

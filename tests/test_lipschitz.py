@@ -278,9 +278,12 @@ def test_transposed_conv_bound_certifies_its_explicit_matrix(rng):
     model = keras.Sequential([keras.Input((6, 6, 3)), layer])
     layer.set_weights([rng.normal(size=(3, 3, 2, 3)).astype("float32")])
     basis = np.eye(6 * 6 * 3, dtype="float32").reshape(-1, 6, 6, 3)
-    exact = np.linalg.norm(model.predict(basis, verbose=0).reshape(108, -1).astype("float64"), 2)
+    matrix = model.predict(basis, verbose=0).reshape(108, -1).astype("float64")  # row i: the image of input i
+    exact = np.linalg.norm(matrix, 2)
     bound = lipschitz_upper_bound(model)
     assert exact * (1 - 1e-6) <= bound <= 1.1 * exact
+    # L-infinity: the largest absolute sum of the inputs feeding one output; the bound sums all taps of a channel.
+    assert np.abs(matrix).sum(axis=0).max() * (1 - 1e-6) <= lipschitz_upper_bound(model, "inf")
 
 
 def test_batch_normalization_bound_is_the_largest_diagonal_entry_at_inference():

@@ -13,6 +13,7 @@ from tests.layer_checks import (
 )
 from tflip.export import to_plain_keras
 from tflip.layers import GroupSort, LipschitzResidual, SpectralNormConv2D, SpectralNormDense
+from tflip.layers.base import iter_layers
 from tflip.lipschitz import jacobian_norms, lipschitz_upper_bound
 
 
@@ -118,15 +119,15 @@ def test_shared_checks(tmp_path):
 
 
 @pytest.mark.parametrize("make,shape", [(make_block, (5, 5, 2)), (make_dense_block, (4,))])
-def test_export_rebuilds_the_block_around_the_exported_branch(make, shape, rng):
+def test_export_expands_the_block_around_the_exported_branch(make, shape, rng):
     inputs = keras.Input(shape)
     model = keras.Model(inputs, make()(inputs))
     x = rng.normal(size=(3, *shape)).astype("float32")
     model(x, training=True)
     exported = to_plain_keras(model)
     block = exported.layers[-1]
-    assert isinstance(block, LipschitzResidual) and not block.learn_alpha
-    inner = block.layer.layers if isinstance(block.layer, keras.Model) else [block.layer]
+    assert isinstance(block, keras.Model) and block.name == model.layers[-1].name
+    inner = list(iter_layers(block))
     assert all(type(layer).__module__.startswith("keras.") or type(layer) is GroupSort for layer in inner)
     np.testing.assert_allclose(exported(x), model(x, training=False), atol=1e-6)
     assert lipschitz_upper_bound(exported) == pytest.approx(lipschitz_upper_bound(model), rel=1e-5)

@@ -132,7 +132,7 @@ def test_training_moves_the_layer_and_keeps_the_bound():
     assert np.linalg.norm(jacobians(layer, x[:2]), 2, axis=(1, 2)).max() <= 1.0 + 1e-5
 
 
-def test_export_keeps_sll_layers():
+def test_export_expands_sll_layers_unless_kept():
     from tflip.export import to_plain_keras
     from tflip.layers import AOLConv2D
 
@@ -141,8 +141,11 @@ def test_export_keeps_sll_layers():
     x = np.random.default_rng(8).standard_normal((3, 6, 6, 2)).astype("float32")
     model(x, training=True)
     plain = to_plain_keras(model)
-    assert [type(layer).__name__ for layer in plain.layers] == ["Conv2D", "SLLConv2D", "Flatten", "SLLDense"]
+    assert [type(layer).__name__ for layer in plain.layers] == ["Conv2D", "Functional", "Flatten", "Functional"]
     np.testing.assert_allclose(plain(x), model(x), atol=1e-5)
+    kept = to_plain_keras(model, keep=(SLLConv2D, SLLDense))
+    assert [type(layer).__name__ for layer in kept.layers] == ["Conv2D", "SLLConv2D", "Flatten", "SLLDense"]
+    np.testing.assert_allclose(kept(x), model(x), atol=1e-5)
 
 
 CHECK_LAYERS = {

@@ -24,10 +24,12 @@ class LipschitzLayer:
       computed independently of any running estimate. Returns a float.
 
     - `plain_keras_layer()`: a built-in Keras layer (`Dense`, `Conv2D`...),
+      or a small nested functional model of them named after the layer,
       built and holding the effective inference kernel in float32, that
       computes what the layer computes at inference; `None` for layers that
       `tflip.export.to_plain_keras` keeps as they are (weightless
-      activations).
+      activations). Wrappers that export their sublayers set
+      `exports_sublayers = True` and take `plain_keras_layer(keep=())`.
 
     Layers without weights (activations) return constants.
     """

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tflip.layers.base import LipschitzLayer
@@ -60,6 +61,7 @@ class LipschitzResidual(keras.layers.Layer, LipschitzLayer):
     """
 
     bounds_sublayers = True  # tflip.lipschitz passes its `known` constants through to the branch
+    exports_sublayers = True  # tflip.export passes its `keep` classes through to the branch
 
     def __init__(self, layer, alpha=0.5, learn_alpha=False, **kwargs):
         super().__init__(**kwargs)
@@ -139,28 +141,32 @@ class LipschitzResidual(keras.layers.Layer, LipschitzLayer):
         alpha = float(self.current_alpha())
         return (1.0 - alpha) + alpha * layer_lipschitz_bound(self.layer, norm, known)
 
-    def plain_keras_layer(self):
-        """The block rebuilt around the exported branch, with `alpha` fixed at its current value.
+    def plain_keras_layer(self, keep=()):
+        """The block as a nested functional model of built-in layers, with `alpha` fixed at its current value.
 
-        A residual block is two paths, not one built-in Keras layer, so the
-        export keeps this (registered) wrapper and exports what it wraps:
-        `tflip.export.to_plain_keras` for a model branch, the branch's own
-        `plain_keras_layer()` for a tflip layer, a copy otherwise.
+        `Add([Rescaling(1 - alpha)(x), Rescaling(alpha)(g(x))])`, named after
+        this layer, where `g` is the exported branch
+        (`tflip.export.export_layer`: `to_plain_keras` for a model branch, the
+        branch's own plain layer for a tflip layer, a copy otherwise). Both
+        weights are the float32 values `call` uses, so the outputs agree, and
+        `tflip.lipschitz.lipschitz_upper_bound` bounds the `Add` of the two
+        rescaled paths by `(1 - alpha) + alpha L_g`, this block's own bound.
+
+        Args:
+            keep: tflip layer classes the branch keeps as they are (as in
+                `tflip.export.to_plain_keras`).
         """
-        from tflip.export import to_plain_keras
+        from tflip.export import export_layer
 
-        branch = self.layer
-        if isinstance(branch, keras.Model):
-            plain = to_plain_keras(branch)
-        else:
-            plain = branch.plain_keras_layer() if isinstance(branch, LipschitzLayer) else None
-            if plain is None:
-                plain = branch.__class__.from_config(branch.get_config())
-                plain.build(self.residual_input_shape)
-                plain.set_weights(branch.get_weights())
-        block = LipschitzResidual(plain, alpha=float(self.current_alpha()), name=self.name, dtype=self.dtype_policy)
-        block.build(self.residual_input_shape)
-        return block
+        branch = export_layer(self.layer, self.residual_input_shape, keep)
+        alpha = np.float32(self.current_alpha())
+        dtype = self.dtype_policy
+        inputs = keras.Input(self.residual_input_shape[1:], dtype=dtype.variable_dtype)
+        # 1 - alpha in float32, as `call` computes it in float32: the exported scales are the values the block uses.
+        identity = keras.layers.Rescaling(float(np.float32(1.0) - alpha), name="identity_scale", dtype=dtype)(inputs)
+        mixed = keras.layers.Rescaling(float(alpha), name="branch_scale", dtype=dtype)(branch(inputs))
+        outputs = keras.layers.Add(name="combine", dtype=dtype)([identity, mixed])
+        return keras.Model(inputs, outputs, name=self.name)
 
     def get_config(self):
         return {

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflip import _validation
+from tflip._compat import build_input_shape
 from tflip.layers.base import WEIGHT_OPTIONS, KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.kernel_cache import CachedKernelLayer
 from tflip.ops.aol import rescaled_norm_upper_bound
@@ -79,8 +80,48 @@ class _SLLBase(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, Lipschitz
         return float(1.0 + 2.0 * np.max(row @ column))
 
     def plain_keras_layer(self):
-        """None: no built-in Keras layer computes a residual; `to_plain_keras` keeps SLL layers as they are."""
-        return None
+        """A nested functional model of built-in layers computing `x - 2 V ReLU(V^T x + b')`, named after this layer.
+
+        `Add([x, back(inner(x))])` with `inner` the map V^T (kernel V, the
+        bias, ReLU) and `back` the map V holding `-2 V` (no bias), all kernels
+        the float32 inference kernel; the subclass gives the two layers
+        (`Dense` / `Dense`, `Conv2D` / `Conv2DTranspose`). The outputs are the
+        layer's, but `tflip.lipschitz.lipschitz_upper_bound` bounds this graph
+        by `1 + ||inner|| ||back||` = `1 + 2 ||V||^2` (up to 3), not by theorem
+        3's 1: certify the original model, or keep SLL layers
+        (`tflip.export.to_plain_keras(model, keep=(SLLDense, SLLConv2D))`).
+        """
+        options = self.plain_layer_options()
+        name, dtype = options["name"], options["dtype"]
+        kernel = np.asarray(self.inference_kernel(), np.float32)
+        inner, back = self._plain_pair(kernel.shape, dtype)
+        inputs = keras.Input(self._plain_input_shape(kernel.shape), dtype=dtype.variable_dtype)
+        outputs = keras.layers.Add(name="residual", dtype=dtype)([inputs, back(inner(inputs))])
+        model = keras.Model(inputs, outputs, name=name)
+        inner.set_weights([kernel] + ([np.asarray(self.bias, np.float32)] if self.use_bias else []))
+        # Doubling and negating are exact in floating point: back(.) is exactly -2 V(.) of the layer's call.
+        back.set_weights([-2.0 * self._adjoint_kernel(kernel)])
+        return model
+
+    def _plain_pair(self, kernel_shape, dtype):
+        """The built-in layers of V^T (with bias and ReLU) and of V (no bias), named "inner" and "adjoint"."""
+        raise NotImplementedError
+
+    def _plain_input_shape(self, kernel_shape):
+        """The input shape (without batch) of the exported model: the one the layer was built with.
+
+        So the export accepts what the layer accepted (any rank `(..., d)` for
+        `SLLDense`, any image size if built without one); a static image size
+        also lets the graph bound measure the convolutions.
+        """
+        built = build_input_shape(self)
+        if built is not None:
+            return tuple(built[1:])
+        return (None,) * (len(kernel_shape) - 2) + (kernel_shape[-2],)
+
+    def _adjoint_kernel(self, kernel):
+        """The kernel of the "adjoint" layer that applies V, from V's `(.., c, inner)` kernel."""
+        return kernel
 
     def get_config(self):
         config = {**super().get_config(), "learnable_q": self.learnable_q, **self.weight_options_config()}
@@ -142,6 +183,16 @@ class SLLDense(_SLLBase):
 
     def call(self, inputs, training=None):
         return sll_dense_residual(inputs, *self._call_parts(training))
+
+    def _plain_pair(self, kernel_shape, dtype):
+        dim, inner = kernel_shape
+        return (
+            keras.layers.Dense(inner, activation="relu", use_bias=self.use_bias, name="inner", dtype=dtype),
+            keras.layers.Dense(dim, use_bias=False, name="adjoint", dtype=dtype),
+        )
+
+    def _adjoint_kernel(self, kernel):
+        return kernel.T  # Dense computes x @ kernel: V applied to z is z @ V^T
 
     def operator_norm(self):
         return tf.linalg.svd(self.inference_kernel(), compute_uv=False)[0]
@@ -227,6 +278,26 @@ class SLLConv2D(_SLLBase):
 
     def call(self, inputs, training=None):
         return sll_conv_residual(inputs, *self._call_parts(training))
+
+    def _plain_pair(self, kernel_shape, dtype):
+        # Conv2DTranspose runs tf.nn.conv_transpose with the same SAME padding and output size as
+        # `sll_conv_residual`, and its kernel layout (kh, kw, out, in) is V's (kh, kw, c, inner) as it is:
+        # the exact adjoint for odd and even kernel sizes.
+        channels = kernel_shape[2]
+        return (
+            keras.layers.Conv2D(
+                self.inner_filters,
+                self.kernel_size,
+                padding="same",
+                activation="relu",
+                use_bias=self.use_bias,
+                name="inner",
+                dtype=dtype,
+            ),
+            keras.layers.Conv2DTranspose(
+                channels, self.kernel_size, padding="same", use_bias=False, name="adjoint", dtype=dtype
+            ),
+        )
 
     def operator_norm(self):
         """The weighted Schur-test bound of V^T on its inner side (float32 scalar tensor).

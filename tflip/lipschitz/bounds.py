@@ -138,6 +138,10 @@ def layer_lipschitz_bound(layer, norm=2, known=None):
     if type(layer) is keras.layers.Conv2D and layer.data_format == "channels_last" and norm == "inf":
         kernel = tf.convert_to_tensor(layer.kernel)
         return dense_kernel_norm(tf.reshape(kernel, (-1, layer.filters)), "inf") * activation
+    if type(layer) is keras.layers.Conv2DTranspose and layer.data_format == "channels_last" and norm == "inf":
+        # Kernel (kh, kw, filters, c_in): an output entry sums at most all taps of its channel (fewer with strides).
+        kernel = tf.transpose(tf.convert_to_tensor(layer.kernel), (0, 1, 3, 2))
+        return dense_kernel_norm(tf.reshape(kernel, (-1, layer.filters)), "inf") * activation
     operator = conv_operator(layer) if norm == 2 else None
     if operator is not None:
         # Transposed convolutions are adjoints of a convolution: same 2-norm.
