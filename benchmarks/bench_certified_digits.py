@@ -36,7 +36,14 @@ certified points are also attacked with L2 PGD at each eps: none may break.
 Data: scikit-learn's 1797 digits, pixels in [0, 1], the fixed stratified
 split of `repro_anil_robustness.load_digits` (1347 training, 450 test).
 
-Run: python benchmarks/bench_certified_digits.py [--smoke] [--out DIR] [--no-peer]
+Seeds: with `--seeds N` every (family, loss) and each deel-lip run is trained
+N times, from different initialization and shuffling seeds on the same split
+(seed index 0 keeps the seeds of the single-seed runs). The summary gives the
+mean and standard deviation over seeds of each (family, loss); the comparison
+picks tflip's best family on the mean and counts the seeds in which it beats
+deel-lip's run of the same seed index.
+
+Run: python benchmarks/bench_certified_digits.py [--smoke] [--seeds N] [--out DIR] [--no-peer]
 """
 
 import json
@@ -67,6 +74,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "certified_digits")
 PEER_SCRIPT = os.path.join(HERE, "peer_certified_digits.py")
 EPSILONS = (0.1, 0.25, 0.5)
+# Seed index s adds SEED_STRIDE * s to every run's seed: index 0 keeps the single-seed runs' seeds (10 * family +
+# loss for tflip, loss for deel-lip), and the stride keeps the indices' seeds apart.
+SEED_STRIDE = 1000
 CURVE = tuple(np.round(np.linspace(0.0, 1.0, 41), 4))
 
 LOSSES = (
@@ -180,8 +190,13 @@ def evaluate_tflip(model, test_data, config):
     return result
 
 
-def run_peer(config, train_data, test_data, workdir):
-    """Trains deel-lip's networks in the peer interpreter; returns its results, or a reason it could not."""
+def tflip_seed(family, loss_index, seed_index):
+    """The init and shuffling seed of one tflip run (fixed by the family's name, not by which families run)."""
+    return 10 * list(FAMILY_LAYERS).index(family) + loss_index + SEED_STRIDE * seed_index
+
+
+def run_peer(config, train_data, test_data, workdir, seeds=1):
+    """Trains deel-lip's networks in the peer interpreter, `seeds` times each; returns its results or why not."""
     peer_python = os.environ.get("PEER_PY", "/tmp/tflip_peer_venv/bin/python")
     if not os.path.exists(peer_python):
         return {"unavailable": f"no peer interpreter at {peer_python} (source /work/shared/tools/peer_env.sh)"}
@@ -190,7 +205,7 @@ def run_peer(config, train_data, test_data, workdir):
     config_path = os.path.join(workdir, "peer_config.json")
     peer_config = {key: config[key] for key in ("stages", "convs_per_stage", "dense", "epochs", "batch",
                                                   "learning_rate")}
-    peer_config.update(input_shape=[8, 8, 1], losses=list(LOSSES), seed=0)
+    peer_config.update(input_shape=[8, 8, 1], losses=list(LOSSES), seeds=[SEED_STRIDE * s for s in range(seeds)])
     with open(config_path, "w") as handle:
         json.dump(peer_config, handle)
     out_path = os.path.join(workdir, "peer_results.json")
@@ -203,18 +218,25 @@ def run_peer(config, train_data, test_data, workdir):
         return json.load(handle)
 
 
-def evaluate_peer(peer, labels):
+def evaluate_peer(peer, labels, learning_rate):
+    """Certificates of deel-lip's runs from their test logits and exported bounds, by the code used for tflip."""
     results = []
     for r in peer["results"]:
+        seed = r.get("seed", 0)
         if "failed" in r:
-            print(f"deel-lip {r['loss']}: no certificate ({r['failed']})")
+            print(f"deel-lip {r['loss']} [seed {seed}]: no certificate ({r['failed']})")
             continue
+        if r["learning_rate"] != learning_rate:
+            # The peer retries a non-finite run at a lower rate: say so, tflip had no such second chance.
+            print(f"deel-lip {r['loss']} [seed {seed}]: trained at learning rate {r['learning_rate']:g}, "
+                  f"not {learning_rate:g}")
         logits = np.asarray(r["logits"], np.float32)
         result, _ = certificates(logits, labels, r["lipschitz_numeric"], np.asarray(r["last_kernel"], np.float32),
                                  r["backbone_lipschitz_numeric"])
         nominal, _ = certificates(logits, labels, 1.0, np.asarray(r["last_kernel"], np.float32), 1.0)
         result.update(
-            family="deel-lip", loss=r["loss"], train_seconds=r["train_seconds"], parameters=r["parameters"],
+            family="deel-lip", loss=r["loss"], seed=seed, train_seconds=r["train_seconds"],
+            parameters=r["parameters"],
             learning_rate=r["learning_rate"],
             lipschitz_upper_bound=r["lipschitz_numeric"],
             backbone_lipschitz_upper_bound=r["backbone_lipschitz_numeric"],
@@ -225,7 +247,39 @@ def evaluate_peer(peer, labels):
     return results
 
 
-def plot(results, path):
+def _mean_std(values):
+    """Mean and sample standard deviation (None for a single value) of a list of numbers."""
+    values = np.asarray(values, np.float64)
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def aggregate(results):
+    """One row per (family, loss), in the order of `results`: means and standard deviations over its seeds.
+
+    Each row has `seeds` (the seed indices it averages), `clean_accuracy` / `clean_accuracy_std`, `pairwise` /
+    `pairwise_std` and `generic` / `generic_std` (dicts over the eps), the mean `pairwise_curve`, and the mean
+    `lipschitz_upper_bound` and `train_seconds`. A standard deviation is None for a single seed.
+    """
+    groups = {}
+    for r in results:
+        groups.setdefault((r["family"], r["loss"]), []).append(r)
+    rows = []
+    for (family, loss), runs in groups.items():
+        row = {"family": family, "loss": loss, "seeds": [r.get("seed", 0) for r in runs]}
+        row["clean_accuracy"], row["clean_accuracy_std"] = _mean_std([r["clean_accuracy"] for r in runs])
+        for certificate in ("pairwise", "generic"):
+            stats = {f"{e}": _mean_std([r[certificate][f"{e}"] for r in runs]) for e in EPSILONS}
+            row[certificate] = {eps: mean for eps, (mean, _) in stats.items()}
+            row[f"{certificate}_std"] = {eps: std for eps, (_, std) in stats.items()}
+        row["pairwise_curve"] = np.mean([r["pairwise_curve"] for r in runs], axis=0).tolist()
+        row["lipschitz_upper_bound"] = float(np.mean([r["lipschitz_upper_bound"] for r in runs]))
+        row["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))
+        rows.append(row)
+    return rows
+
+
+def plot(rows, path, seeds=1):
+    """Pairwise certified accuracy against eps, one panel per loss, of the (seed-mean) rows of `aggregate`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -233,13 +287,13 @@ def plot(results, path):
     FigureCanvasAgg(figure)
     for panel, spec in enumerate(LOSSES):
         axes = figure.add_subplot(1, len(LOSSES), panel + 1)
-        for i, r in enumerate(r for r in results if r["loss"] == spec["name"]):
+        for i, r in enumerate(r for r in rows if r["loss"] == spec["name"]):
             style = "--" if r["family"] == "deel-lip" else "-"
             axes.plot(CURVE, r["pairwise_curve"], style, color=f"C{i}", label=r["family"])
         for eps in EPSILONS:
             axes.axvline(eps, color="0.85", lw=0.8, zorder=0)
         axes.set_xlabel("L2 radius eps (pixels in [0, 1])")
-        axes.set_ylabel("certified test accuracy")
+        axes.set_ylabel("certified test accuracy" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
         axes.set_ylim(0.0, 1.0)
         axes.set_title(f"8x8 digits, {spec['name']} (pairwise certificate)", fontsize=10)
         axes.legend(fontsize=8)
@@ -247,32 +301,52 @@ def plot(results, path):
     figure.savefig(path)
 
 
-def comparison(results):
-    """Best tflip family vs deel-lip at each eps (pairwise certificate), per loss and over both losses."""
+def comparison(results, rows):
+    """Best tflip family vs deel-lip at each eps (pairwise certificate), per loss and over both losses.
+
+    Both sides are chosen on their seed means (`rows` from `aggregate`); `seeds_won` counts the seeds in which
+    the chosen tflip (family, loss) beats the chosen deel-lip loss's run of the same seed index, out of
+    `seeds_compared` seeds that both have.
+    """
+    runs = {(r["family"], r["loss"], r.get("seed", 0)): r for r in results}
     verdict = {}
     for loss in [s["name"] for s in LOSSES] + ["any"]:
-        ours = [r for r in results if r["family"] != "deel-lip" and loss in ("any", r["loss"])]
-        peer = [r for r in results if r["family"] == "deel-lip" and loss in ("any", r["loss"])]
+        ours = [r for r in rows if r["family"] != "deel-lip" and loss in ("any", r["loss"])]
+        peer = [r for r in rows if r["family"] == "deel-lip" and loss in ("any", r["loss"])]
         if not ours or not peer:
             continue
-        rows = {}
+        table = {}
         for eps in [f"{e}" for e in EPSILONS]:
             best = max(ours, key=lambda r: r["pairwise"][eps])
-            peer_best = max(r["pairwise"][eps] for r in peer)
-            rows[eps] = {"tflip_best": best["pairwise"][eps], "tflip_family": f"{best['family']}/{best['loss']}",
-                         "deel_lip": peer_best, "tflip_wins": best["pairwise"][eps] > peer_best}
-        verdict[loss] = rows
+            peer_best = max(peer, key=lambda r: r["pairwise"][eps])
+            shared = sorted(set(best["seeds"]) & set(peer_best["seeds"]))
+            won = sum(runs[(best["family"], best["loss"], s)]["pairwise"][eps]
+                      > runs[("deel-lip", peer_best["loss"], s)]["pairwise"][eps] for s in shared)
+            table[eps] = {"tflip_best": best["pairwise"][eps], "tflip_best_std": best["pairwise_std"][eps],
+                          "tflip_family": f"{best['family']}/{best['loss']}",
+                          "deel_lip": peer_best["pairwise"][eps], "deel_lip_std": peer_best["pairwise_std"][eps],
+                          "deel_lip_loss": peer_best["loss"],
+                          "tflip_wins": best["pairwise"][eps] > peer_best["pairwise"][eps],
+                          "seeds_won": int(won), "seeds_compared": len(shared)}
+        verdict[loss] = table
     return verdict
 
 
-def format_table(results):
-    lines = ["| family | loss | clean | " + " | ".join(f"cert. {e}" for e in EPSILONS)
+def _percent(mean, std):
+    """`mean` in percent, with `± std` when there is a standard deviation."""
+    return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def format_table(rows):
+    """Markdown table of the rows of `aggregate`: seed means, with ± the standard deviation over several seeds."""
+    lines = ["| family | loss | seeds | clean | " + " | ".join(f"cert. {e}" for e in EPSILONS)
              + " | generic cert. " + " / ".join(f"{e}" for e in EPSILONS) + " | L bound | train s |",
-             "|" + " --- |" * (len(EPSILONS) + 6)]
-    for r in results:
-        cells = [f"{100 * r['pairwise'][f'{e}']:.1f}" for e in EPSILONS]
-        generic = " / ".join(f"{100 * r['generic'][f'{e}']:.1f}" for e in EPSILONS)
-        lines.append(f"| {r['family']} | {r['loss']} | {100 * r['clean_accuracy']:.1f} | " + " | ".join(cells)
+             "|" + " --- |" * (len(EPSILONS) + 7)]
+    for r in rows:
+        cells = [_percent(r["pairwise"][f"{e}"], r["pairwise_std"][f"{e}"]) for e in EPSILONS]
+        generic = " / ".join(_percent(r["generic"][f"{e}"], r["generic_std"][f"{e}"]) for e in EPSILONS)
+        lines.append(f"| {r['family']} | {r['loss']} | {len(r['seeds'])} | "
+                     f"{_percent(r['clean_accuracy'], r['clean_accuracy_std'])} | " + " | ".join(cells)
                      + f" | {generic} | {r['lipschitz_upper_bound']:.4f} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -282,9 +356,13 @@ def main(argv=None):
     parser.add_argument("--no-peer", action="store_true", help="skip deel-lip (second process)")
     parser.add_argument("--families", default=None, help="comma-separated subset of " + ",".join(FAMILY_LAYERS))
     parser.add_argument("--epochs", type=int, default=None, help="override the number of training epochs")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train every (family, loss) and deel-lip this many times (seed indices 0..N-1)")
     parser.add_argument("--reuse-tflip", action="store_true",
                         help="take the tflip results from OUT/results.json and only (re)run deel-lip")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     config = dict(SMOKE if args.smoke else FULL)
     if args.epochs is not None:
         config["epochs"] = args.epochs
@@ -312,46 +390,59 @@ def main(argv=None):
     if args.reuse_tflip:
         with open(os.path.join(args.out, "results.json")) as handle:
             results = [r for r in json.load(handle)["results"] if r["family"] != "deel-lip"]
+        for r in results:
+            r.setdefault("seed", 0)  # results files from before --seeds hold seed index 0 only
         present = []
-    for i, family in enumerate(present):
-        for j, spec in enumerate(LOSSES):
-            keras.utils.set_random_seed(10 * i + j)
-            model = build_classifier(family, config)
-            seconds = train(model, spec, train_data, config, seed=10 * i + j)
-            result = evaluate_tflip(model, test_data, config)
-            result.update(family=family, loss=spec["name"], train_seconds=seconds, parameters=int(model.count_params()))
-            results.append(result)
-            print(f"tflip {family} / {spec['name']}: clean {100 * result['clean_accuracy']:.1f}%, certified "
-                  + ", ".join(f"{e}: {100 * result['pairwise'][f'{e}']:.1f}%" for e in EPSILONS)
-                  + f", L <= {result['lipschitz_upper_bound']:.4f} [{seconds:.0f} s]", flush=True)
+    # Seed-major order: a run cut short has already printed whole seeds of every family.
+    for seed_index in range(args.seeds):
+        for family in present:
+            for j, spec in enumerate(LOSSES):
+                seed = tflip_seed(family, j, seed_index)
+                keras.utils.set_random_seed(seed)
+                model = build_classifier(family, config)
+                seconds = train(model, spec, train_data, config, seed=seed)
+                result = evaluate_tflip(model, test_data, config)
+                result.update(family=family, loss=spec["name"], seed=seed_index, train_seconds=seconds,
+                              parameters=int(model.count_params()))
+                results.append(result)
+                print(f"tflip {family} / {spec['name']} [seed {seed_index}]: clean "
+                      f"{100 * result['clean_accuracy']:.1f}%, certified "
+                      + ", ".join(f"{e}: {100 * result['pairwise'][f'{e}']:.1f}%" for e in EPSILONS)
+                      + f", L <= {result['lipschitz_upper_bound']:.4f} [{seconds:.0f} s]", flush=True)
 
     peer = {"unavailable": "--no-peer"} if args.no_peer else None
     if peer is None:
         with tempfile.TemporaryDirectory() as workdir:
-            peer = run_peer(config, train_data, test_data, workdir)
+            peer = run_peer(config, train_data, test_data, workdir, seeds=args.seeds)
     if "unavailable" in peer:
         print(f"deel-lip: {peer['unavailable'][:300]}")
         peer_versions = None
     else:
-        results += evaluate_peer(peer, test_data[1])
+        results += evaluate_peer(peer, test_data[1], config["learning_rate"])
         peer_versions = {"tensorflow": peer["tensorflow"], "deel_lip": peer["deel_lip"]}
 
-    table = format_table(results)
+    rows = aggregate(results)
+    table = format_table(rows)
     print(table)
-    verdict = comparison(results)
-    for loss, rows in verdict.items():
-        for eps, row in rows.items():
-            print(f"{loss} eps {eps}: tflip best {100 * row['tflip_best']:.1f}% ({row['tflip_family']}) vs deel-lip "
-                  f"{100 * row['deel_lip']:.1f}%: {'tflip ahead' if row['tflip_wins'] else 'deel-lip ahead or tied'}")
+    verdict = comparison(results, rows)
+    for loss, by_eps in verdict.items():
+        for eps, row in by_eps.items():
+            print(f"{loss} eps {eps}: tflip best {_percent(row['tflip_best'], row['tflip_best_std'])}% "
+                  f"({row['tflip_family']}) vs deel-lip {_percent(row['deel_lip'], row['deel_lip_std'])}% "
+                  f"({row['deel_lip_loss']}): {'tflip ahead' if row['tflip_wins'] else 'deel-lip ahead or tied'} "
+                  f"on the mean, tflip ahead in {row['seeds_won']} of {row['seeds_compared']} seeds")
     pictures = {}
     if results:
-        plot(results, os.path.join(args.out, "certified_accuracy.png"))
+        plot(rows, os.path.join(args.out, "certified_accuracy.png"), seeds=args.seeds)
         pictures["certified_accuracy"] = "certified_accuracy.png"
     summary = {
-        "command": "python benchmarks/bench_certified_digits.py" + (" --smoke" if args.smoke else ""),
+        "command": "python benchmarks/bench_certified_digits.py" + (" --smoke" if args.smoke else "")
+        + (f" --seeds {args.seeds}" if args.seeds > 1 else ""),
         "mode": "smoke" if args.smoke else "full",
         "reused_tflip_results": args.reuse_tflip,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+        "seeds": args.seeds,
+        "seed_stride": SEED_STRIDE,
         "losses": list(LOSSES),
         "epsilons": list(EPSILONS),
         "curve_epsilons": [float(e) for e in CURVE],
@@ -359,8 +450,10 @@ def main(argv=None):
         "test_samples": int(len(test_data[1])),
         "families_missing": missing,
         "peer": peer.get("unavailable", peer_versions),
-        "peer_failures": {r["loss"]: r["failed"] for r in peer.get("results", []) if "failed" in r},
+        "peer_failures": {f"{r['loss']}/seed {r.get('seed', 0)}": r["failed"]
+                          for r in peer.get("results", []) if "failed" in r},
         "results": results,
+        "summary": rows,
         "comparison": verdict,
         "table": table,
         "pictures": pictures,
