@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tflip.ops.aol as aol_ops
 from tests.aol_sll_reference import absolute_gram_np, aol_scale_np, autocorrelation_np, sll_np
 from tflip.ops.aol import (
     absolute_gram,
@@ -31,8 +32,16 @@ def test_gram_autocorrelation_matches_explicit_shifts(shape):
     np.testing.assert_allclose(gram_autocorrelation(kernel), autocorrelation_np(kernel), atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel_size", [(3, 3), (2, 3), (1, 1)])
-def test_conv_gram_sums_equal_a_central_row_of_the_explicit_operator(kernel_size):
+@pytest.fixture(params=["tap_gram", "autocorrelation_conv"])
+def gram_path(request, monkeypatch):
+    """Runs a test through both ways `absolute_gram` computes a conv kernel's offset sums."""
+    if request.param == "autocorrelation_conv":
+        monkeypatch.setattr(aol_ops, "TAP_GRAM_LIMIT", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("kernel_size", [(3, 3), (2, 3), (1, 1), (4, 2)])
+def test_conv_gram_sums_equal_a_central_row_of_the_explicit_operator(kernel_size, gram_path):
     """Row sums of |A^T A| for an input pixel far from the border, from the explicit matrix: the offset sums."""
     kh, kw = kernel_size
     c_in, c_out = 2, 3
@@ -53,10 +62,25 @@ def test_dense_scaling_is_d_from_the_explicit_gram():
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 4, 2), (3, 2, 2, 5)])
-def test_weighted_sums_match_numpy(shape):
+def test_weighted_sums_match_numpy(shape, gram_path):
     kernel, log_q = random(shape, 3), random(shape[2], 4)
     np.testing.assert_allclose(aol_scaling(kernel, log_q), aol_scale_np(kernel, log_q), rtol=1e-5)
     np.testing.assert_allclose(absolute_gram(kernel), absolute_gram_np(kernel), rtol=1e-5, atol=1e-6)
+
+
+def test_both_gram_paths_have_the_same_gradient(monkeypatch):
+    kernel = tf.constant(random((3, 2, 5, 4), 5))
+    weights = tf.constant(random((5, 5), 6))
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(kernel)
+            value = tf.reduce_sum(absolute_gram(kernel) * weights)
+        return tape.gradient(value, kernel)
+
+    tap_gram = gradient()
+    monkeypatch.setattr(aol_ops, "TAP_GRAM_LIMIT", 0)
+    np.testing.assert_allclose(tap_gram, gradient(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(3))
