@@ -82,9 +82,11 @@ class CachedKernelLayer:
         if variables is None:
             return self.effective_kernel(training=False)
         sources = [float32_variable_read(source) for source in variables]
-        unchanged = tf.reduce_all(
-            tf.stack([tf.reduce_all(tf.equal(s, snap)) for s, snap in zip(sources, self.kernel_snapshots)])
-        )
+        # As few ops as possible: at batch 1 each op's dispatch costs about as much as the product itself.
+        unchanged = None
+        for s, snap in zip(sources, self.kernel_snapshots):
+            same = tf.reduce_all(tf.equal(s, snap))
+            unchanged = same if unchanged is None else tf.logical_and(unchanged, same)
 
         def refresh():
             kernel = self.effective_kernel(training=False)
