@@ -422,6 +422,8 @@ def main(argv=None):
         peer_versions = {"tensorflow": peer["tensorflow"], "deel_lip": peer["deel_lip"]}
 
     rows = aggregate(results)
+    # With --reuse-tflip the tflip rows hold the seeds of the reused file, whatever --seeds says.
+    seeds_run = max((len(row["seeds"]) for row in rows), default=args.seeds)
     table = format_table(rows)
     print(table)
     verdict = comparison(results, rows)
@@ -433,7 +435,7 @@ def main(argv=None):
                   f"on the mean, tflip ahead in {row['seeds_won']} of {row['seeds_compared']} seeds")
     pictures = {}
     if results:
-        plot(rows, os.path.join(args.out, "certified_accuracy.png"), seeds=args.seeds)
+        plot(rows, os.path.join(args.out, "certified_accuracy.png"), seeds=seeds_run)
         pictures["certified_accuracy"] = "certified_accuracy.png"
     summary = {
         "command": "python benchmarks/bench_certified_digits.py" + (" --smoke" if args.smoke else "")
@@ -441,7 +443,7 @@ def main(argv=None):
         "mode": "smoke" if args.smoke else "full",
         "reused_tflip_results": args.reuse_tflip,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
-        "seeds": args.seeds,
+        "seeds": seeds_run,
         "seed_stride": SEED_STRIDE,
         "losses": list(LOSSES),
         "epsilons": list(EPSILONS),

@@ -154,9 +154,9 @@ def test_mixed_precision_export_keeps_float32_kernels():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert all(weight.dtype == "float32" for weight in plain.weights)
-    assert plain.layers[0].get_layer("inner").compute_dtype == "float16"
+    assert plain.layers[0].get_layer(f"{model.layers[0].name}_inner").compute_dtype == "float16"
     np.testing.assert_allclose(np.asarray(plain(x), np.float32), np.asarray(model(x), np.float32), atol=1e-3)
-    np.testing.assert_array_equal(np.asarray(plain.layers[0].get_layer("inner").kernel),
+    np.testing.assert_array_equal(np.asarray(plain.layers[0].get_layer(f"{model.layers[0].name}_inner").kernel),
                                   np.asarray(model.layers[0].inference_kernel()))
 
 
@@ -170,3 +170,49 @@ def test_bad_keep_is_rejected_and_the_model_untouched(keep):
     for a, b in zip(before, model.weights):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert isinstance(model.layers[0], SLLDense)
+
+
+def test_exports_accept_every_image_size_the_layers_accept():
+    """Layers built on 5x5 images and called on 9x7 ones: the nested exports take any size too."""
+    model = keras.Sequential([SLLConv2D(3, 3), LipschitzResidual(SpectralNormConv2D(2, 3, padding="same"))])
+    rng = np.random.default_rng(4)
+    model(rng.standard_normal((2, 5, 5, 2)).astype("float32"))
+    plain = to_plain_keras(model)
+    x = rng.standard_normal((2, 9, 7, 2)).astype("float32")
+    np.testing.assert_allclose(plain(x), model(x), atol=1e-5)
+
+
+def test_dynamic_size_exports_are_certified_on_the_built_size():
+    """In a model that accepts any image size, the nested exports' convolutions are bounded on the size the
+    layers were built for (as the original layers' bounds are); the residual block's bound is the original's."""
+    branch = SpectralNormConv2D(2, 3, padding="same")
+    block = LipschitzResidual(branch, alpha=0.4, name="block")
+    block(np.zeros((1, 6, 6, 2), "float32"))
+    inputs = keras.Input((None, None, 2))
+    model = keras.Model(inputs, block(inputs))
+    plain = to_plain_keras(model)
+    original = lipschitz_upper_bound(model)
+    assert abs(lipschitz_upper_bound(plain) - original) <= 1e-3 * original
+
+
+def test_names_inside_exports_do_not_collide_with_the_branch():
+    model = keras.Sequential([keras.Input((4,)), LipschitzResidual(SpectralNormDense(4, name="combine"), name="r")])
+    plain = to_plain_keras(model)
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype("float32")
+    np.testing.assert_allclose(plain(x), model(x), atol=1e-6)
+    assert {layer.name for layer in plain.layers[0].layers} >= {"r_identity_scale", "r_branch_scale", "r_combine"}
+
+
+def test_float64_residual_export_matches_to_the_precision_of_keras_rescaling():
+    """`call` forms 1 - alpha in float64; Keras' Rescaling holds its scale at float32 precision (~6e-8)."""
+    block = LipschitzResidual(SpectralNormDense(4), alpha=0.3, learn_alpha=True, dtype="float64")
+    model = keras.Sequential([keras.Input((4,), dtype="float64"), block])
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    np.testing.assert_allclose(to_plain_keras(model)(x), model(x), rtol=2e-7, atol=0)
+
+
+def test_an_expanded_sll_layer_takes_its_declared_certificate_by_name():
+    model = keras.Sequential([keras.Input((5, 5, 2)), SLLConv2D(3, 3, name="block")])
+    plain = to_plain_keras(model)
+    assert lipschitz_upper_bound(plain) > 1.0 + 1e-3  # the graph bound of the plain pieces
+    assert lipschitz_upper_bound(plain, known={"block": 1.0}) == pytest.approx(1.0)

@@ -76,13 +76,15 @@ def to_plain_keras(model, keep=()):
     SLL layers (`SLLDense`, `SLLConv2D`) become a nested model
     `x + Dense/Conv2DTranspose(-2 V)(relu(Dense/Conv2D(V)(x)))` with the same
     outputs, but the bound that `tflip.lipschitz.lipschitz_upper_bound`
-    re-certifies from those plain layers is the graph bound `1 + 2 ||V||^2`
-    (up to 3), not the layer's SDP certificate 1: certify the original model,
-    or keep the SLL layers (`keep=(SLLDense, SLLConv2D)`, and the export needs
-    tflip to load). `LipschitzResidual` blocks become
+    re-certifies from those plain layers is the graph bound (in L2
+    `1 + 2 ||V||^2`, up to 3), not the layer's SDP certificate 1: certify the
+    original model, or keep the SLL layers (`keep=(SLLDense, SLLConv2D)`, and
+    the export needs tflip to load). `LipschitzResidual` blocks become
     `Add([Rescaling(1 - alpha)(x), Rescaling(alpha)(f(x))])` around the
     exported branch, with `alpha` fixed at its current value, and re-certify
-    to the same bound.
+    to the same bound unless their branch holds an expanded SLL layer. The
+    nested models accept every input size the layers accept; their
+    convolutions are bounded on the size the layers were built for.
 
     Args:
         model: A built Sequential or functional `keras.Model`. The networks

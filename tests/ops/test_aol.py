@@ -35,8 +35,7 @@ def test_gram_autocorrelation_matches_explicit_shifts(shape):
 @pytest.fixture(params=["tap_gram", "autocorrelation_conv"])
 def gram_path(request, monkeypatch):
     """Runs a test through both ways `absolute_gram` computes a conv kernel's offset sums."""
-    if request.param == "autocorrelation_conv":
-        monkeypatch.setattr(aol_ops, "TAP_GRAM_LIMIT", 0)
+    monkeypatch.setattr(aol_ops, "_uses_tap_gram", lambda shape: request.param == "tap_gram")
     return request.param
 
 
@@ -78,9 +77,16 @@ def test_both_gram_paths_have_the_same_gradient(monkeypatch):
             value = tf.reduce_sum(absolute_gram(kernel) * weights)
         return tape.gradient(value, kernel)
 
+    monkeypatch.setattr(aol_ops, "_uses_tap_gram", lambda shape: True)
     tap_gram = gradient()
-    monkeypatch.setattr(aol_ops, "TAP_GRAM_LIMIT", 0)
+    monkeypatch.setattr(aol_ops, "_uses_tap_gram", lambda shape: False)
     np.testing.assert_allclose(tap_gram, gradient(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_tap_gram_is_used_where_it_is_faster_and_fits():
+    assert aol_ops._uses_tap_gram((3, 3, 64, 64))
+    assert not aol_ops._uses_tap_gram((7, 7, 64, 3))  # few output channels: the convolution is faster
+    assert not aol_ops._uses_tap_gram((3, 3, 512, 512))  # (9 x 512)^2 Gram entries exceed the limit
 
 
 @pytest.mark.parametrize("seed", range(3))

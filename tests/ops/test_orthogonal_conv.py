@@ -123,9 +123,9 @@ def test_circular_pad_wraps_like_numpy(rng):
     for padding in [((1, 1), (1, 1)), ((0, 2), (3, 0)), ((5, 4), (4, 4)), ((0, 0), (0, 0))]:
         expected = np.pad(x, ((0, 0), *padding, (0, 0)), mode="wrap")
         np.testing.assert_array_equal(circular_pad(x, padding), expected)
-        dynamic = tf.function(lambda t, p=padding: circular_pad(t, p),
-                              input_signature=[tf.TensorSpec((None, None, None, 3))])
-        np.testing.assert_array_equal(dynamic(x), expected)
+        for spec in (tf.TensorSpec((None, None, None, 3)), tf.TensorSpec(None)):  # dynamic size, unknown rank
+            dynamic = tf.function(lambda t, p=padding: circular_pad(t, p), input_signature=[spec])
+            np.testing.assert_array_equal(dynamic(x), expected)
     with pytest.raises(ValueError, match="at least"):
         circular_pad(x, ((6, 0), (0, 0)))
 

@@ -3,7 +3,6 @@
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tflip.layers.base import LipschitzLayer
@@ -145,27 +144,38 @@ class LipschitzResidual(keras.layers.Layer, LipschitzLayer):
         """The block as a nested functional model of built-in layers, with `alpha` fixed at its current value.
 
         `Add([Rescaling(1 - alpha)(x), Rescaling(alpha)(g(x))])`, named after
-        this layer, where `g` is the exported branch
+        this layer (its layers `<name>_identity_scale`, `<name>_branch_scale`,
+        `<name>_combine`), where `g` is the exported branch
         (`tflip.export.export_layer`: `to_plain_keras` for a model branch, the
-        branch's own plain layer for a tflip layer, a copy otherwise). Both
-        weights are the float32 values `call` uses, so the outputs agree, and
+        branch's own plain layer for a tflip layer, a copy otherwise), built
+        for this block's build shape. The model accepts every input size the
+        block accepts. Both scales are the values `call` multiplies by, in
+        the compute dtype (in a float64 block to the float32 precision at
+        which Keras' `Rescaling` holds its scale), so the outputs agree, and
         `tflip.lipschitz.lipschitz_upper_bound` bounds the `Add` of the two
-        rescaled paths by `(1 - alpha) + alpha L_g`, this block's own bound.
+        rescaled paths by `(1 - alpha) + alpha L_g`: this block's own bound
+        when the exported branch re-certifies to the branch's (an expanded
+        SLL branch does not; see `tflip.export.to_plain_keras`).
 
         Args:
             keep: tflip layer classes the branch keeps as they are (as in
                 `tflip.export.to_plain_keras`).
+
+        Returns:
+            A built `keras.Model`.
         """
         from tflip.export import export_layer
 
         branch = export_layer(self.layer, self.residual_input_shape, keep)
-        alpha = np.float32(self.current_alpha())
         dtype = self.dtype_policy
-        inputs = keras.Input(self.residual_input_shape[1:], dtype=dtype.variable_dtype)
-        # 1 - alpha in float32, as `call` computes it in float32: the exported scales are the values the block uses.
-        identity = keras.layers.Rescaling(float(np.float32(1.0) - alpha), name="identity_scale", dtype=dtype)(inputs)
-        mixed = keras.layers.Rescaling(float(alpha), name="branch_scale", dtype=dtype)(branch(inputs))
-        outputs = keras.layers.Add(name="combine", dtype=dtype)([identity, mixed])
+        # The scales `call` multiplies by: alpha cast to the compute dtype, and 1 - alpha computed in it.
+        alpha = tf.cast(self.current_alpha(), self.compute_dtype)
+        scales = float(1.0 - alpha), float(alpha)
+        shape = self.residual_input_shape
+        inputs = keras.Input((None,) * (len(shape) - 2) + (shape[-1],), dtype=dtype.variable_dtype)
+        identity = keras.layers.Rescaling(scales[0], name=f"{self.name}_identity_scale", dtype=dtype)(inputs)
+        mixed = keras.layers.Rescaling(scales[1], name=f"{self.name}_branch_scale", dtype=dtype)(branch(inputs))
+        outputs = keras.layers.Add(name=f"{self.name}_combine", dtype=dtype)([identity, mixed])
         return keras.Model(inputs, outputs, name=self.name)
 
     def get_config(self):

@@ -85,39 +85,39 @@ class _SLLBase(CachedKernelLayer, KernelBiasLayer, keras.layers.Layer, Lipschitz
         `Add([x, back(inner(x))])` with `inner` the map V^T (kernel V, the
         bias, ReLU) and `back` the map V holding `-2 V` (no bias), all kernels
         the float32 inference kernel; the subclass gives the two layers
-        (`Dense` / `Dense`, `Conv2D` / `Conv2DTranspose`). The outputs are the
-        layer's, but `tflip.lipschitz.lipschitz_upper_bound` bounds this graph
-        by `1 + ||inner|| ||back||` = `1 + 2 ||V||^2` (up to 3), not by theorem
-        3's 1: certify the original model, or keep SLL layers
+        (`Dense` / `Dense`, `Conv2D` / `Conv2DTranspose`), named
+        `<name>_inner` and `<name>_adjoint`. The model accepts every input the
+        layer accepts (any image size); its layers are built for the layer's
+        own build shape, which is the size the graph bound measures the
+        convolutions on. The outputs are the layer's, but
+        `tflip.lipschitz.lipschitz_upper_bound` bounds this graph by
+        `1 + ||inner|| ||back||` (in L2 `1 + 2 ||V||^2`, up to 3), not by
+        theorem 3's 1: certify the original model, or keep SLL layers
         (`tflip.export.to_plain_keras(model, keep=(SLLDense, SLLConv2D))`).
+
+        Returns:
+            A built `keras.Model`.
         """
         options = self.plain_layer_options()
         name, dtype = options["name"], options["dtype"]
         kernel = np.asarray(self.inference_kernel(), np.float32)
-        inner, back = self._plain_pair(kernel.shape, dtype)
-        inputs = keras.Input(self._plain_input_shape(kernel.shape), dtype=dtype.variable_dtype)
-        outputs = keras.layers.Add(name="residual", dtype=dtype)([inputs, back(inner(inputs))])
+        inner, back = self._plain_pair(kernel.shape, dtype, name)
+        built = build_input_shape(self)
+        if built is not None:
+            inner.build((None, *built[1:]))
+            back.build(inner.compute_output_shape((None, *built[1:])))
+        rank = len(built) if built is not None else len(kernel.shape)
+        inputs = keras.Input((None,) * (rank - 2) + (kernel.shape[-2],), dtype=dtype.variable_dtype)
+        outputs = keras.layers.Add(name=f"{name}_residual", dtype=dtype)([inputs, back(inner(inputs))])
         model = keras.Model(inputs, outputs, name=name)
         inner.set_weights([kernel] + ([np.asarray(self.bias, np.float32)] if self.use_bias else []))
         # Doubling and negating are exact in floating point: back(.) is exactly -2 V(.) of the layer's call.
         back.set_weights([-2.0 * self._adjoint_kernel(kernel)])
         return model
 
-    def _plain_pair(self, kernel_shape, dtype):
-        """The built-in layers of V^T (with bias and ReLU) and of V (no bias), named "inner" and "adjoint"."""
+    def _plain_pair(self, kernel_shape, dtype, name):
+        """The built-in layers of V^T (with bias and ReLU) and of V (no bias), named `<name>_inner` / `_adjoint`."""
         raise NotImplementedError
-
-    def _plain_input_shape(self, kernel_shape):
-        """The input shape (without batch) of the exported model: the one the layer was built with.
-
-        So the export accepts what the layer accepted (any rank `(..., d)` for
-        `SLLDense`, any image size if built without one); a static image size
-        also lets the graph bound measure the convolutions.
-        """
-        built = build_input_shape(self)
-        if built is not None:
-            return tuple(built[1:])
-        return (None,) * (len(kernel_shape) - 2) + (kernel_shape[-2],)
 
     def _adjoint_kernel(self, kernel):
         """The kernel of the "adjoint" layer that applies V, from V's `(.., c, inner)` kernel."""
@@ -184,11 +184,11 @@ class SLLDense(_SLLBase):
     def call(self, inputs, training=None):
         return sll_dense_residual(inputs, *self._call_parts(training))
 
-    def _plain_pair(self, kernel_shape, dtype):
+    def _plain_pair(self, kernel_shape, dtype, name):
         dim, inner = kernel_shape
         return (
-            keras.layers.Dense(inner, activation="relu", use_bias=self.use_bias, name="inner", dtype=dtype),
-            keras.layers.Dense(dim, use_bias=False, name="adjoint", dtype=dtype),
+            keras.layers.Dense(inner, activation="relu", use_bias=self.use_bias, name=f"{name}_inner", dtype=dtype),
+            keras.layers.Dense(dim, use_bias=False, name=f"{name}_adjoint", dtype=dtype),
         )
 
     def _adjoint_kernel(self, kernel):
@@ -279,7 +279,7 @@ class SLLConv2D(_SLLBase):
     def call(self, inputs, training=None):
         return sll_conv_residual(inputs, *self._call_parts(training))
 
-    def _plain_pair(self, kernel_shape, dtype):
+    def _plain_pair(self, kernel_shape, dtype, name):
         # Conv2DTranspose runs tf.nn.conv_transpose with the same SAME padding and output size as
         # `sll_conv_residual`, and its kernel layout (kh, kw, out, in) is V's (kh, kw, c, inner) as it is:
         # the exact adjoint for odd and even kernel sizes.
@@ -291,11 +291,11 @@ class SLLConv2D(_SLLBase):
                 padding="same",
                 activation="relu",
                 use_bias=self.use_bias,
-                name="inner",
+                name=f"{name}_inner",
                 dtype=dtype,
             ),
             keras.layers.Conv2DTranspose(
-                channels, self.kernel_size, padding="same", use_bias=False, name="adjoint", dtype=dtype
+                channels, self.kernel_size, padding="same", use_bias=False, name=f"{name}_adjoint", dtype=dtype
             ),
         )
 

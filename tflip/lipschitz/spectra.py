@@ -79,18 +79,31 @@ def _kernel(layer):
     return keras.ops.convert_to_tensor(layer.kernel)
 
 
-def _spatial_size(layer, attribute):
-    """Static spatial size of a layer's input or output tensor, or None."""
-    try:
-        shape = getattr(layer, attribute).shape
-    except (AttributeError, ValueError):  # layers of subclassed models have no symbolic tensors
-        shape = None
-    if attribute == "input" and shape is None:
-        shape = _compat.build_input_shape(layer)
+def _static_size(shape):
+    """The static spatial size `(h, w)` of a `(batch, h, w, c)` or `(batch, t, c)` shape, or None."""
     if shape is None or len(shape) not in (3, 4):
         return None
     size = (1, shape[1]) if len(shape) == 3 else tuple(shape[1:3])
     return None if None in size else tuple(int(s) for s in size)
+
+
+def _spatial_size(layer, attribute):
+    """Static spatial size of a layer's input or output tensor, or None.
+
+    Where the symbolic tensor is missing (layers of subclassed models) or of
+    dynamic size (a model that accepts any image size), the size the layer
+    was built for: the size its bounds and spectra are computed on.
+    """
+    try:
+        size = _static_size(getattr(layer, attribute).shape)
+    except (AttributeError, ValueError):  # layers of subclassed models have no symbolic tensors
+        size = None
+    if size is None:
+        built = _compat.build_input_shape(layer)
+        if built is not None and attribute == "output":
+            built = layer.compute_output_shape(built)
+        size = _static_size(built)
+    return size
 
 
 def _as_2d(value, rank):

@@ -61,38 +61,52 @@ def gram_autocorrelation(kernel):
 
 
 # Largest tap-pair Gram matrix (entries) that `absolute_gram` forms; above it the autocorrelation convolution
-# (fewer entries, about three times the multiplications for 3x3 kernels) is used instead.
+# (fewer entries, more multiplications) is used instead.
 TAP_GRAM_LIMIT = 2**24
 
 
-def _offset_pair_sums(kh, kw):
-    """0/1 matrix summing tap-pair blocks into offsets: row o adds the pairs (a, b) with a - b = offset o.
+def _uses_tap_gram(kernel_shape):
+    """Whether `absolute_gram` sums the tap Gram matrix (True) or convolves the kernel with itself.
+
+    The Gram matrix has `(kh kw c_in)^2` entries, each `c_out` multiplications, and its blocks are moved
+    and summed; the convolution multiplies about four times as much but moves far less. Measured on CPU
+    (forward + backward), the Gram matrix is 2-5x faster from `c_out >= c_in` on (3x3 to 7x7, 16 to 128
+    channels) and up to 5x slower with few output channels (7x7x64 -> 3).
+    """
+    kh, kw, c_in, c_out = kernel_shape
+    return c_out >= c_in and (kh * kw * c_in) ** 2 <= TAP_GRAM_LIMIT
+
+
+def _offset_of_tap_pairs(kh, kw):
+    """For each tap pair (a, b) (row-major, a major), the index of its offset a - b among the kept offsets.
 
     Only the offsets of one half-plane (dh > 0, or dh = 0 and dw >= 0; offset (0, 0) first) are kept:
-    M[-delta] = M[delta]^T, so the other half adds no information.
+    M[-delta] = M[delta]^T adds no information. Pairs with another offset get the index `len(offsets)`.
+
+    Returns:
+        `(indices, number of kept offsets)`, indices an int32 array of length `(kh kw)^2`.
     """
     offsets = [(dh, dw) for dh in range(kh) for dw in range(-(kw - 1), kw) if dh > 0 or dw >= 0]
-    sums = np.zeros((len(offsets), (kh * kw) ** 2), np.float32)
-    for row, (dh, dw) in enumerate(offsets):
-        for ah, aw in itertools.product(range(max(dh, 0), kh + min(dh, 0)), range(max(dw, 0), kw + min(dw, 0))):
-            sums[row, (ah * kw + aw) * kh * kw + (ah - dh) * kw + (aw - dw)] = 1.0
-    return sums
+    index = {offset: i for i, offset in enumerate(offsets)}
+    taps = list(itertools.product(range(kh), range(kw)))
+    pairs = [index.get((ah - bh, aw - bw), len(offsets)) for (ah, aw) in taps for (bh, bw) in taps]
+    return np.asarray(pairs, np.int32), len(offsets)
 
 
 def _absolute_autocorrelation_sum(kernel):
-    """`sum_delta |M[delta]|` from the Gram matrix of the kernel's taps (one matmul and one 0/1 contraction).
+    """`sum_delta |M[delta]|` from the Gram matrix of the kernel's taps (one matmul and one segment sum).
 
     Block (a, b) of the tap Gram matrix is `K[a] K[b]^T` (`c_in x c_in`), and `M[delta]` sums the blocks
-    with a - b = delta: this reads each overlapping tap pair once, where the autocorrelation convolution
-    also multiplies its zero padding.
+    with a - b = delta: this multiplies each overlapping tap pair once, where the autocorrelation
+    convolution also multiplies its zero padding.
     """
     kh, kw, c_in, _ = kernel.shape
     taps = kh * kw
     flat = tf.reshape(kernel, (taps * c_in, -1))
     blocks = tf.reshape(tf.matmul(flat, flat, transpose_b=True), (taps, c_in, taps, c_in))
-    blocks = tf.reshape(tf.transpose(blocks, (0, 2, 1, 3)), (taps * taps, c_in * c_in))
-    offsets = tf.abs(tf.matmul(tf.constant(_offset_pair_sums(kh, kw), kernel.dtype), blocks))
-    offsets = tf.reshape(offsets, (-1, c_in, c_in))
+    blocks = tf.reshape(tf.transpose(blocks, (0, 2, 1, 3)), (taps * taps, c_in, c_in))
+    segments, count = _offset_of_tap_pairs(kh, kw)
+    offsets = tf.abs(tf.math.unsorted_segment_sum(blocks, tf.constant(segments), count + 1)[:count])
     half = tf.reduce_sum(offsets[1:], axis=0)
     return offsets[0] + half + tf.transpose(half)
 
@@ -102,8 +116,7 @@ def absolute_gram(kernel):
     if len(kernel.shape) == 2:
         return tf.abs(tf.matmul(kernel, kernel, transpose_b=True))
     if len(kernel.shape) == 4:
-        kh, kw, c_in, _ = kernel.shape
-        if (kh * kw * c_in) ** 2 <= TAP_GRAM_LIMIT:
+        if _uses_tap_gram(tuple(kernel.shape)):
             return _absolute_autocorrelation_sum(kernel)
         return tf.reduce_sum(tf.abs(gram_autocorrelation(kernel)), axis=(0, 1))
     raise ValueError(f"`kernel` must have rank 2 (dense) or 4 (conv2d), got shape {kernel.shape}.")

@@ -197,7 +197,8 @@ def circular_pad(x, padding):
         Tensor `(batch, h + top + bottom, w + left + right, c)`.
     """
     (top, bottom), (left, right) = padding
-    _, h, w, c = x.shape
+    shape = tf.TensorShape(x.shape)
+    _, h, w, c = shape if shape.rank == 4 else (None,) * 4
     for size, before, after in ((h, top, bottom), (w, left, right)):
         if size is not None and max(before, after) > size:
             raise ValueError(f"Circular padding {padding} needs inputs at least that large, got {x.shape}.")
@@ -252,7 +253,7 @@ def circular_conv2d(x, kernel, strides=(1, 1)):
 
 
 def _axis_slice(x, axis, start, stop):
-    index = [slice(None)] * len(x.shape)
+    index = [slice(None)] * 4  # (batch, h, w, c) images, also when the rank is only known at run time
     index[axis] = slice(start, stop)
     return x[tuple(index)]
 
