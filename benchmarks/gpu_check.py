@@ -27,8 +27,12 @@ and the others still run):
 Prints progress to stderr and the summary as ONE JSON line, the last line of
 stdout; exits 1 if any check failed.
 
-Run on a GPU (under 5 minutes):
-    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check/<gpu>.json
+Run on a GPU (under 5 minutes; `--budget-s`, default 270, skips the checks
+not started by then). On the device machine only $OUT comes back, and the
+one-line summary can outgrow a 12,000-character output tail, so write it there:
+    python benchmarks/gpu_check.py --out "$OUT/gpu_check.json"
+`--out` is rewritten after every check ("complete": false until the end), so a
+run killed from outside still leaves the checks that finished.
 Smoke run (small shapes, CPU, under a minute; used by tests/test_gpu_check.py):
     python benchmarks/gpu_check.py --quick
 """
@@ -101,6 +105,7 @@ def device_info(setup):
     import tflip
 
     info = dict(setup)
+    info["is_cuda_build"] = bool(tf.sysconfig.get_build_info().get("is_cuda_build", False))
     info["physical_devices"] = [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()]
     info["logical_devices"] = [d.name for d in tf.config.list_logical_devices()]
     gpu_names = []
@@ -347,15 +352,17 @@ def check_wgan(penalty, policy, jit_compile, quick):
     weights_finite = all_finite(gan.generator.weights) and all_finite(gan.critic.weights)
     moved = any(not np.array_equal(a, np.asarray(b)) for a, b in zip(initial, gan.critic.trainable_variables))
     scale = getattr(gan.critic_optimizer, "dynamic_scale", None)
+    # Keras silently falls back to jit_compile=False for a model it deems unsupported: report what ran.
+    xla = bool(gan.jit_compile)
     return {
-        "ok": losses_finite and weights_finite and moved,
+        "ok": losses_finite and weights_finite and moved and xla == jit_compile,
         "critic_loss_scale": None if scale is None else float(np.asarray(scale)),
         "losses_finite": losses_finite,
         "weights_finite": weights_finite,
         "critic_updated": moved,
         "compute_dtype": gan.critic.layers[0].compute_dtype,
         "loss_scaling": isinstance(gan.critic_optimizer, keras.optimizers.LossScaleOptimizer),
-        "xla_gradients": bool(getattr(gan, "xla_gradients", jit_compile)),
+        "jit_compile": xla,
         "logs": logs,
     }
 
@@ -414,11 +421,13 @@ def check_mirrored(quick):
                          for k in single_logs)
     tolerance = 1e-4
     finite = all(math.isfinite(v) for v in mirrored_logs.values()) and all(np.isfinite(b).all() for _, b in pairs)
+    replicas = strategy.num_replicas_in_sync
     return {
-        "ok": bool(finite and weight_difference <= tolerance and log_difference <= 1e-3),
+        # One replica compares a run with itself: not a distributed check.
+        "ok": bool(replicas >= 2 and finite and weight_difference <= tolerance and log_difference <= 1e-3),
         "compared_variables": len(pairs),
         "finite": bool(finite),
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": replicas,
         "devices": devices,
         "max_weight_difference": weight_difference,
         "max_relative_log_difference": log_difference,
@@ -527,7 +536,19 @@ def jsonable(value):
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if math.isfinite(value) else str(value)
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
     return value
+
+
+def write_summary(summary, path):
+    """Writes the summary to `path` (indented JSON) through a temporary file, so a kill leaves a whole file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump(jsonable(summary), handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(temporary, path)
 
 
 def main(argv=None):
@@ -537,8 +558,14 @@ def main(argv=None):
     parser.add_argument("--only", help="comma-separated check names to run (default: all)")
     parser.add_argument("--split-gpu-mb", type=int, default=16384,
                         help="with exactly one GPU, split it into two logical GPUs of this many MiB for the "
-                             "MirroredStrategy check (0: do not split; one replica)")
+                             "MirroredStrategy check (0: do not split; one replica, and that check fails)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="skip (as failed) the checks not started after this many seconds "
+                             "(default: 270 without --quick, none with it)")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="without --quick, do not fail when TensorFlow sees no GPU")
     args = parser.parse_args(argv)
+    budget = args.budget_s if args.budget_s is not None else (None if args.quick else 270.0)
 
     started = time.perf_counter()
     setup = configure_devices(args.split_gpu_mb)
@@ -552,21 +579,42 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown checks {unknown}; known: {sorted(selected)}")
         selected = {n: selected[n] for n in names}
-    summary = {"quick": args.quick, "device": device_info(setup), "checks": {}}
+    try:
+        device = device_info(setup)
+    except Exception as error:  # noqa: BLE001 - the checks still run
+        device = dict(setup, device_info_error=f"{type(error).__name__}: {error}"[:2000])
+    summary = {"quick": args.quick, "complete": False, "budget_s": budget, "device": device, "checks": {}}
+    if not args.quick and not args.allow_cpu and not on_gpu():
+        # A CPU-only TensorFlow (tensorflow-cpu) on the GPU machine would otherwise pass every check on the CPU.
+        summary["checks"]["gpu_visible"] = {
+            "ok": False, "seconds": 0.0,
+            "error": "TensorFlow sees no GPU (CPU-only build or CUDA libraries not found); "
+                     "pass --allow-cpu to run the full checks on the CPU"}
+    if args.out:
+        write_summary(summary, args.out)  # the device information survives even a crash in the first check
     # Everything but the mirrored check runs on the default device (the first logical one).
     for name, (function, function_args) in selected.items():
+        elapsed = time.perf_counter() - started
+        if budget is not None and elapsed > budget:
+            summary["checks"][name] = {"ok": False, "seconds": 0.0,
+                                       "error": f"skipped: time budget of {budget:g} s spent ({elapsed:.0f} s)"}
+            log(f"[gpu_check] {name}: SKIPPED (time budget)")
+            continue
         summary["checks"][name] = run_check(name, function, function_args)
+        if args.out:
+            try:
+                write_summary(summary, args.out)
+            except Exception as error:  # noqa: BLE001 - the final write below reports it
+                log(f"[gpu_check] could not write {args.out}: {error}")
     summary["failed"] = [name for name, entry in summary["checks"].items() if not entry["ok"]]
     summary["ok"] = not summary["failed"]
+    summary["complete"] = True
     summary["total_seconds"] = round(time.perf_counter() - started, 3)
     summary = jsonable(summary)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(summary, handle, indent=2)
-            handle.write("\n")
+        write_summary(summary, args.out)
     sys.stdout.flush()
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary, default=str), flush=True)
     return 0 if summary["ok"] else 1
 
 
