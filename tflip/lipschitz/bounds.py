@@ -161,57 +161,87 @@ _STACK_LAYERS = (keras.layers.Concatenate, keras.layers.Maximum, keras.layers.Mi
 _ISOMETRIC_OPS = {"Reshape", "Transpose", "ExpandDims", "Squeeze", "Negative", "Flatten"}
 
 
-def _stack(vectors, norm):
-    """Bound of the concatenation of tensors with per-input bound vectors `vectors`.
+# Every tensor of the graph carries a nonnegative bound matrix B (rows x model inputs): with d_i = ||x_i - y_i||,
+# ||f(x) - f(y)||_2 <= ||B d||_2 in L2 and ||f(x) - f(y)||_inf <= max_r (B d)_r in L-infinity. Stacking tensors
+# stacks rows, so parts fed by different inputs stay apart until something sums them.
 
-    With d_i = ||x_i - y_i||: ||[g; h](x) - [g; h](y)||_2 <= || sum_i d_i (b_i, b'_i) ||_2
-    <= sum_i d_i sqrt(b_i^2 + b'_i^2) (Minkowski); in L-infinity the entrywise max.
+
+def _stack(matrices):
+    """Bound matrix of the concatenation: `||[g; h]||^2 = ||g||^2 + ||h||^2` (L2), the larger part (L-inf)."""
+    return np.concatenate(matrices, axis=0)
+
+
+def _row(matrix, norm):
+    """One row `c` with `c . d` above the matrix's bound for every `d >= 0`: column norms (L2) or maxima (L-inf).
+
+    L2: `||B d|| <= sum_i ||B[:, i]|| d_i` (triangle inequality); L-inf: `max_r (B d)_r <= sum_i max_r B_ri d_i`.
     """
-    stacked = np.stack(vectors)
-    return np.sqrt(np.sum(np.square(stacked), axis=0)) if norm == 2 else np.max(stacked, axis=0)
+    return np.linalg.norm(matrix, axis=0, keepdims=True) if norm == 2 else np.max(matrix, axis=0, keepdims=True)
 
 
-def _op_bound(operation, args, vectors):
-    """Per-input bound vector of a Keras op applied to tensors with bound vectors `vectors`, or None."""
+def _sum(matrices, norm):
+    """Bound matrix of a sum of tensors: the sum of their rows (a sum does not keep its terms apart)."""
+    return sum(_row(matrix, norm) for matrix in matrices)
+
+
+def _constant(matrix, norm):
+    """The Lipschitz constant a bound matrix certifies: max of its bound over `||d|| = 1`.
+
+    L2: the spectral norm of B; L-infinity (`||d||_inf = 1`): the largest row sum.
+    """
+    return float(np.linalg.norm(matrix, 2)) if norm == 2 else float(np.max(np.sum(matrix, axis=1)))
+
+
+def _compose(outputs, matrices, norm):
+    """Bound matrices of a nested model's outputs (`outputs`, w.r.t. its own inputs) called on `matrices`."""
+    if len(matrices) == 1:
+        # One input: ||f(u) - f(v)|| <= c ||u - v|| with c the nested output's constant, whatever B's rows are.
+        return [_constant(output, norm) * matrices[0] for output in outputs]
+    # e_j = ||u_j - v_j|| <= row_j . d, and B_o >= 0 is monotone in e: ||B_o e|| <= ||B_o C d||.
+    rows = np.concatenate([_row(matrix, norm) for matrix in matrices], axis=0)
+    return [output @ rows for output in outputs]
+
+
+def _op_bound(operation, args, matrices, norm):
+    """Bound matrix of a Keras op applied to tensors with bound matrices `matrices`, or None."""
     if not type(operation).__module__.startswith("keras."):
         return None
     name = type(operation).__name__
     constants = [a for a in args if not isinstance(a, keras.KerasTensor)]
     if name in ("Add", "Subtract"):
-        return sum(vectors)  # a constant operand only translates
-    if name in _ISOMETRIC_OPS and len(vectors) == 1:
-        return vectors[0]
-    if name == "Multiply" and len(vectors) == 1 and len(constants) == 1:
-        return float(np.max(np.abs(np.asarray(constants[0], "float64")))) * vectors[0]
-    if name in ("Divide", "TrueDivide") and len(vectors) == 1 and isinstance(args[0], keras.KerasTensor):
-        return float(np.max(1.0 / np.abs(np.asarray(args[1], "float64")))) * vectors[0]
+        return matrices[0] if len(matrices) == 1 else _sum(matrices, norm)  # a constant operand only translates
+    if name in _ISOMETRIC_OPS and len(matrices) == 1:
+        return matrices[0]
+    if name == "Multiply" and len(matrices) == 1 and len(constants) == 1:
+        return float(np.max(np.abs(np.asarray(constants[0], "float64")))) * matrices[0]
+    if name in ("Divide", "TrueDivide") and len(matrices) == 1 and isinstance(args[0], keras.KerasTensor):
+        return float(np.max(1.0 / np.abs(np.asarray(args[1], "float64")))) * matrices[0]
     return None
 
 
-def _call_bound(operation, args, vectors, norm, known):
-    """Per-input bound vector of one call of `operation` on tensors with bound vectors `vectors`."""
+def _call_bound(operation, args, matrices, norm, known):
+    """Bound matrix of one call of `operation` on tensors with bound matrices `matrices`."""
     if operation.name in known:
-        return float(known[operation.name]) * (vectors[0] if len(vectors) == 1 else _stack(vectors, norm))
+        return float(known[operation.name]) * _stack(matrices)
     if isinstance(operation, _SUM_LAYERS):
-        return sum(vectors)
+        return _sum(matrices, norm)
     if isinstance(operation, keras.layers.Average):
-        return sum(vectors) / len(vectors)
+        return _sum(matrices, norm) / len(matrices)
     if isinstance(operation, _STACK_LAYERS):
-        return _stack(vectors, norm)
+        return _stack(matrices)
     if isinstance(operation, keras.Model):
-        # The nested model's bound vectors (w.r.t. its own inputs, in the order the call feeds them),
+        # The nested model's bound matrices (w.r.t. its own inputs, in the order the call feeds them),
         # composed with those of the tensors it is called on.
-        outputs = _output_bounds(operation, norm, known)
-        return [sum(b * v for b, v in zip(bounds, vectors)) for bounds in outputs]
+        return _compose(_output_bounds(operation, norm, known), matrices, norm)
     if isinstance(operation, keras.layers.Layer):
-        if len(vectors) != 1:
+        if len(matrices) != 1:
             raise ValueError(
                 f"Layer {operation.name!r} ({type(operation).__name__}) combines several tensors and has no "
                 f"known Lipschitz constant; pass `known={{{operation.name!r}: constant}}` (a constant with "
                 "respect to the concatenation of its inputs)."
             )
-        return layer_lipschitz_bound(operation, norm, known) * vectors[0]
-    bound = _op_bound(operation, args, vectors)
+        return layer_lipschitz_bound(operation, norm, known) * matrices[0]
+    bound = _op_bound(operation, args, matrices, norm)
     if bound is None:
         raise ValueError(
             f"Operation {operation.name!r} ({type(operation).__name__}) has no known Lipschitz constant "
@@ -221,29 +251,26 @@ def _call_bound(operation, args, vectors, norm, known):
 
 
 def _output_bounds(model, norm, known):
-    """One vector per output of `model`: entry i bounds the output's Lipschitz constant in input i alone.
-
-    Output o satisfies ||f_o(x) - f_o(y)|| <= sum_i b_oi ||x_i - y_i||.
-    """
+    """One bound matrix per output of `model` (rows x inputs of `model`; see `_stack`)."""
     if isinstance(model, keras.Sequential):
         bound = 1.0
         for layer in model.layers:
             bound *= layer_lipschitz_bound(layer, norm, known)
-        return [np.array([bound])]
+        return [np.array([[bound]])]
     if not is_functional(model):
         raise ValueError(
             f"Model {model.name!r} ({type(model).__name__}) is subclassed: its graph cannot be read. Bound its "
             f"networks one by one, or pass `known={{{model.name!r}: constant}}` where it is nested."
         )
     count = len(model.inputs)
-    bounds = {id(x): np.eye(count)[i] for i, x in enumerate(model.inputs)}
+    bounds = {id(x): np.eye(count)[i : i + 1] for i, x in enumerate(model.inputs)}
     for operation, inputs, args, outputs in functional_calls(model):
         if any(id(x) not in bounds for x in inputs):
             continue  # not connected to the inputs (Keras skips such nodes too)
         result = _call_bound(operation, args, [bounds[id(x)] for x in inputs], norm, known)
         results = result if isinstance(result, list) else [result] * len(outputs)
-        for tensor, vector in zip(outputs, results):
-            bounds[id(tensor)] = vector
+        for tensor, matrix in zip(outputs, results):
+            bounds[id(tensor)] = matrix
     return [bounds[id(x)] for x in model.outputs]
 
 
@@ -263,7 +290,8 @@ def lipschitz_upper_bound(model, norm=2, known=None):
       never exceeds the largest branch;
     - `Concatenate`, `Maximum`, `Minimum`: in L2 the root of the sum of the
       squared bounds (`||[g; h](x) - [g; h](y)||^2 = ||g(x) - g(y)||^2 +
-      ||h(x) - h(y)||^2`); in L-infinity the largest;
+      ||h(x) - h(y)||^2`) for branches of the same inputs, the largest for
+      branches of different inputs; in L-infinity the largest;
     - scaling by a constant (`Rescaling`, `x * c`, `x / c`): `max |c|` times
       the input's bound; reshapes, transposes and negation keep it;
     - nested models recursively (their bounds with respect to their own
@@ -273,13 +301,18 @@ def lipschitz_upper_bound(model, norm=2, known=None):
       raise `ValueError` unless their constant is declared in `known`
       (a layer with several inputs: with respect to their concatenation).
 
-    Several inputs and outputs: each tensor carries one bound per input
-    (`||f(x) - f(y)|| <= sum_i b_i ||x_i - y_i||`), and the result is the
-    bound with respect to the concatenation of all inputs, for the
-    concatenation of all outputs: `||b||_2` in L2 (Cauchy-Schwarz),
-    `sum_i b_i` in L-infinity. Each rule is tight on its own closed form
-    (`x + f(x)` with `f` linear of norm 0.25 in the direction of `x` gives
-    1.25); composing them can only overestimate.
+    Several inputs and outputs: each tensor carries a nonnegative matrix B,
+    one column per input, with `||f(x) - f(y)||_2 <= ||B d||_2` (L2) or
+    `||f(x) - f(y)||_inf <= max_r (B d)_r` (L-infinity) for
+    `d_i = ||x_i - y_i||`. A concatenation stacks the rows of its parts, so
+    parts computed from different inputs stay apart; a sum first bounds each
+    part by one row (its column norms in L2, column maxima in L-infinity).
+    The result is the bound with respect to the concatenation of all inputs,
+    for the concatenation of all outputs: the spectral norm of the stacked
+    matrices in L2, their largest row sum in L-infinity. Each rule is tight
+    on its own closed form (`x + f(x)` with `f` linear of norm 0.25 in the
+    direction of `x` gives 1.25; `[f(x1); g(x2)]` gives `max(L_f, L_g)`);
+    composing them can only overestimate.
 
     Args:
         model: A built `keras.Sequential` or functional `keras.Model`
@@ -308,9 +341,7 @@ def lipschitz_upper_bound(model, norm=2, known=None):
         raise ValueError("`model` must be built before its Lipschitz constant can be bounded.")
     if model.name in known:
         return float(known[model.name])
-    outputs = _output_bounds(model, norm, known)
-    combined = outputs[0] if len(outputs) == 1 else _stack(outputs, norm)
-    return float(np.linalg.norm(combined)) if norm == 2 else float(np.sum(combined))
+    return _constant(_stack(_output_bounds(model, norm, known)), norm)
 
 
 def jacobian_norms(model, x):
