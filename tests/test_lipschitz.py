@@ -195,6 +195,43 @@ def test_multi_input_graphs_bound_the_explicit_matrix(seed):
     assert lipschitz_upper_bound(model, norm="inf") >= np.max(np.abs(matrix).sum(axis=1)) * (1 - 1e-6)
 
 
+def test_long_concatenation_chains_stay_small_and_sound():
+    """DenseNet-style growth, t = [t; f(t)] thirty times: the bound matrix is compacted (it would have 2^30 rows)."""
+    rng = np.random.default_rng(0)
+    x1, x2 = keras.Input((2,)), keras.Input((2,))
+    t = keras.layers.Concatenate()([x1, x2])
+    for _ in range(30):
+        kernel = rng.standard_normal((t.shape[-1], 1)).astype("float32") * 0.1
+        dense = keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel))
+        t = keras.layers.Concatenate()([t, dense(t)])
+    model = keras.Model([x1, x2], t)
+    matrix = explicit_matrix(model, [(2,), (2,)])
+    assert spectral_norm(matrix) <= lipschitz_upper_bound(model) * (1 + 1e-6)
+    assert np.max(np.abs(matrix).sum(axis=1)) <= lipschitz_upper_bound(model, norm="inf") * (1 + 1e-6)
+
+
+def test_broadcasting_copies_count_in_l2():
+    """x of shape (1,) broadcast to (4,) has 4 copies of each difference: L2 constant 2, L-infinity 1."""
+    x, y = keras.Input((1,)), keras.Input((4,))
+    model = keras.Model(x, x + np.zeros(4, "float32"))
+    assert lipschitz_upper_bound(model) == pytest.approx(2.0)
+    assert lipschitz_upper_bound(model, norm="inf") == pytest.approx(1.0)
+    assert lipschitz_upper_bound(keras.Model(x, x * np.ones(4, "float32"))) == pytest.approx(2.0)
+    both = keras.Model([x, y], keras.layers.Add()([x, y]))  # [2 * 1 ... ; I]: exact sqrt(4 + 1)
+    assert lipschitz_upper_bound(both) == pytest.approx(np.sqrt(5.0))
+    assert spectral_norm(explicit_matrix(both, [(1,), (4,)])) == pytest.approx(np.sqrt(5.0), rel=1e-6)
+
+
+def test_unbounded_parts_give_an_infinite_bound():
+    x, y = keras.Input((4,)), keras.Input((4,))
+    divided = x / np.array([1.0, 0.0, 1.0, 1.0], "float32")
+    assert lipschitz_upper_bound(keras.Model(x, divided)) == np.inf
+    assert lipschitz_upper_bound(keras.Model(x, divided), norm="inf") == np.inf
+    assert lipschitz_upper_bound(keras.Model([x, y], keras.layers.Concatenate()([divided, y]))) == np.inf
+    big = scaled_identity(1.0, name="big")
+    assert lipschitz_upper_bound(keras.Model([x, y], [big(x), y]), known={"big": np.inf}) == np.inf
+
+
 def test_nested_and_shared_models():
     inner_input = keras.Input((4,))
     block = keras.Model(inner_input, keras.layers.Add()([inner_input, scaled_identity(0.25)(inner_input)]))

@@ -159,16 +159,79 @@ _SUM_LAYERS = (keras.layers.Add, keras.layers.Subtract)
 _STACK_LAYERS = (keras.layers.Concatenate, keras.layers.Maximum, keras.layers.Minimum)
 # Keras ops (`keras.ops.*` or operators on symbolic tensors) that only move or negate entries.
 _ISOMETRIC_OPS = {"Reshape", "Transpose", "ExpandDims", "Squeeze", "Negative", "Flatten"}
+# Element-wise layers and ops, which broadcast their operands to the output's shape.
+_ELEMENTWISE_LAYERS = _SUM_LAYERS + (keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum)
+_ELEMENTWISE_OPS = {"Add", "Subtract", "Multiply", "Divide", "TrueDivide"}
 
 
-# Every tensor of the graph carries a nonnegative bound matrix B (rows x model inputs): with d_i = ||x_i - y_i||,
+def _broadcast(operation, inputs, outputs, matrices, norm):
+    """The operands' bound matrices as broadcast to the output's shape.
+
+    Broadcasting copies each entry k = (output size / operand size) times, which multiplies L2 distances by
+    sqrt(k) and leaves L-infinity distances as they are.
+    """
+    layer = isinstance(operation, keras.layers.Layer)
+    elementwise = isinstance(operation, _ELEMENTWISE_LAYERS) or (
+        not layer and type(operation).__name__ in _ELEMENTWISE_OPS
+    )
+    if norm != 2 or not elementwise:
+        return matrices
+    target = tuple(outputs[0].shape[1:])
+    broadcast = []
+    for tensor, matrix in zip(inputs, matrices):
+        shape = tuple(tensor.shape[1:])
+        if shape != target and (None in shape or None in target):
+            raise ValueError(
+                f"Operation {operation.name!r} ({type(operation).__name__}) broadcasts a tensor of shape "
+                f"{tensor.shape} to {outputs[0].shape}, by a factor unknown until run time; pass "
+                f"`known={{{operation.name!r}: constant}}`."
+            )
+        factor = 1.0 if shape == target else math.sqrt(math.prod(target) / max(math.prod(shape), 1))
+        broadcast.append(_scale(factor, matrix) if factor != 1.0 else matrix)
+    return broadcast
+
+
+# Every tensor of the graph carries a bound matrix B (rows x model inputs): with d_i = ||x_i - y_i||,
 # ||f(x) - f(y)||_2 <= ||B d||_2 in L2 and ||f(x) - f(y)||_inf <= max_r (B d)_r in L-infinity. Stacking tensors
-# stacks rows, so parts fed by different inputs stay apart until something sums them.
+# stacks rows, so parts fed by different inputs stay apart until something sums them. B starts nonnegative;
+# in L2 every rule reads it only through B^T B, which stays entrywise nonnegative (see `_compact`).
+
+# In L-infinity, more rows than this (after dropping dominated ones) are bounded by their column maxima.
+_MAX_ROWS = 64
 
 
-def _stack(matrices):
+def _scale(constant, matrix):
+    """`constant * matrix`, with `0 * inf = 0`: a zero column means the tensor does not depend on that input."""
+    constant = float(constant)
+    if math.isinf(constant):
+        return np.where(matrix != 0, np.inf, 0.0)
+    return constant * matrix
+
+
+def _compact(matrix, norm):
+    """The same bound with at most as many rows as inputs (L2), or without dominated rows (L-infinity).
+
+    Rows only add up at concatenations, so without this a chain of concatenations (DenseNet blocks) would
+    double them at every step. L2: the R factor of `B = QR` has the same `B^T B`, which is all the rules use
+    (stacking adds it, a sum takes its diagonal, the bound is its top eigenvalue, and `||B e||` grows with
+    `e >= 0` because it is entrywise nonnegative). L-infinity: a row below another entry by entry never
+    gives the maximum.
+    """
+    rows, columns = matrix.shape
+    if rows <= (columns if norm == 2 else 1) or not np.all(np.isfinite(matrix)):
+        return matrix
+    if norm == 2:
+        return np.linalg.qr(matrix, mode="r")
+    kept = []
+    for row in matrix[np.argsort(-matrix.sum(axis=1))]:
+        if not any(np.all(row <= other) for other in kept):
+            kept.append(row)
+    return np.array(kept) if len(kept) <= _MAX_ROWS else _row(matrix, norm)
+
+
+def _stack(matrices, norm):
     """Bound matrix of the concatenation: `||[g; h]||^2 = ||g||^2 + ||h||^2` (L2), the larger part (L-inf)."""
-    return np.concatenate(matrices, axis=0)
+    return _compact(np.concatenate(matrices, axis=0), norm)
 
 
 def _row(matrix, norm):
@@ -189,6 +252,8 @@ def _constant(matrix, norm):
 
     L2: the spectral norm of B; L-infinity (`||d||_inf = 1`): the largest row sum.
     """
+    if not np.all(np.isfinite(matrix)):
+        return math.inf
     return float(np.linalg.norm(matrix, 2)) if norm == 2 else float(np.max(np.sum(matrix, axis=1)))
 
 
@@ -196,10 +261,11 @@ def _compose(outputs, matrices, norm):
     """Bound matrices of a nested model's outputs (`outputs`, w.r.t. its own inputs) called on `matrices`."""
     if len(matrices) == 1:
         # One input: ||f(u) - f(v)|| <= c ||u - v|| with c the nested output's constant, whatever B's rows are.
-        return [_constant(output, norm) * matrices[0] for output in outputs]
-    # e_j = ||u_j - v_j|| <= row_j . d, and B_o >= 0 is monotone in e: ||B_o e|| <= ||B_o C d||.
+        return [_scale(_constant(output, norm), matrices[0]) for output in outputs]
+    # e_j = ||u_j - v_j|| <= row_j . d, and ||B_o e|| grows with e >= 0 (B_o^T B_o >= 0): ||B_o e|| <= ||B_o C d||.
     rows = np.concatenate([_row(matrix, norm) for matrix in matrices], axis=0)
-    return [output @ rows for output in outputs]
+    with np.errstate(invalid="ignore"):  # 0 * inf from an unbounded part: the bound is infinite anyway
+        return [np.nan_to_num(output @ rows, nan=np.inf) for output in outputs]
 
 
 def _op_bound(operation, args, matrices, norm):
@@ -213,22 +279,23 @@ def _op_bound(operation, args, matrices, norm):
     if name in _ISOMETRIC_OPS and len(matrices) == 1:
         return matrices[0]
     if name == "Multiply" and len(matrices) == 1 and len(constants) == 1:
-        return float(np.max(np.abs(np.asarray(constants[0], "float64")))) * matrices[0]
+        return _scale(np.max(np.abs(np.asarray(constants[0], "float64"))), matrices[0])
     if name in ("Divide", "TrueDivide") and len(matrices) == 1 and isinstance(args[0], keras.KerasTensor):
-        return float(np.max(1.0 / np.abs(np.asarray(args[1], "float64")))) * matrices[0]
+        with np.errstate(divide="ignore"):
+            return _scale(np.max(1.0 / np.abs(np.asarray(args[1], "float64"))), matrices[0])
     return None
 
 
 def _call_bound(operation, args, matrices, norm, known):
     """Bound matrix of one call of `operation` on tensors with bound matrices `matrices`."""
     if operation.name in known:
-        return float(known[operation.name]) * _stack(matrices)
+        return _scale(known[operation.name], _stack(matrices, norm))
     if isinstance(operation, _SUM_LAYERS):
         return _sum(matrices, norm)
     if isinstance(operation, keras.layers.Average):
         return _sum(matrices, norm) / len(matrices)
     if isinstance(operation, _STACK_LAYERS):
-        return _stack(matrices)
+        return _stack(matrices, norm)
     if isinstance(operation, keras.Model):
         # The nested model's bound matrices (w.r.t. its own inputs, in the order the call feeds them),
         # composed with those of the tensors it is called on.
@@ -240,7 +307,7 @@ def _call_bound(operation, args, matrices, norm, known):
                 f"known Lipschitz constant; pass `known={{{operation.name!r}: constant}}` (a constant with "
                 "respect to the concatenation of its inputs)."
             )
-        return layer_lipschitz_bound(operation, norm, known) * matrices[0]
+        return _scale(layer_lipschitz_bound(operation, norm, known), matrices[0])
     bound = _op_bound(operation, args, matrices, norm)
     if bound is None:
         raise ValueError(
@@ -256,7 +323,7 @@ def _output_bounds(model, norm, known):
         bound = 1.0
         for layer in model.layers:
             bound *= layer_lipschitz_bound(layer, norm, known)
-        return [np.array([[bound]])]
+        return [_scale(bound, np.ones((1, 1)))]
     if not is_functional(model):
         raise ValueError(
             f"Model {model.name!r} ({type(model).__name__}) is subclassed: its graph cannot be read. Bound its "
@@ -267,7 +334,10 @@ def _output_bounds(model, norm, known):
     for operation, inputs, args, outputs in functional_calls(model):
         if any(id(x) not in bounds for x in inputs):
             continue  # not connected to the inputs (Keras skips such nodes too)
-        result = _call_bound(operation, args, [bounds[id(x)] for x in inputs], norm, known)
+        matrices = [bounds[id(x)] for x in inputs]
+        if operation.name not in known:
+            matrices = _broadcast(operation, inputs, outputs, matrices, norm)
+        result = _call_bound(operation, args, matrices, norm, known)
         results = result if isinstance(result, list) else [result] * len(outputs)
         for tensor, matrix in zip(outputs, results):
             bounds[id(tensor)] = matrix
@@ -290,8 +360,12 @@ def lipschitz_upper_bound(model, norm=2, known=None):
       never exceeds the largest branch;
     - `Concatenate`, `Maximum`, `Minimum`: in L2 the root of the sum of the
       squared bounds (`||[g; h](x) - [g; h](y)||^2 = ||g(x) - g(y)||^2 +
-      ||h(x) - h(y)||^2`) for branches of the same inputs, the largest for
-      branches of different inputs; in L-infinity the largest;
+      ||h(x) - h(y)||^2`) for branches of the same input, the largest for
+      branches of different inputs (in general the spectral norm of the
+      stacked rows, below); in L-infinity the largest;
+    - an operand broadcast k-fold by an element-wise layer or op: `sqrt(k)`
+      times its bound in L2 (k copies of each difference), unchanged in
+      L-infinity;
     - scaling by a constant (`Rescaling`, `x * c`, `x / c`): `max |c|` times
       the input's bound; reshapes, transposes and negation keep it;
     - nested models recursively (their bounds with respect to their own
@@ -341,7 +415,7 @@ def lipschitz_upper_bound(model, norm=2, known=None):
         raise ValueError("`model` must be built before its Lipschitz constant can be bounded.")
     if model.name in known:
         return float(known[model.name])
-    return _constant(_stack(_output_bounds(model, norm, known)), norm)
+    return _constant(_stack(_output_bounds(model, norm, known), norm), norm)
 
 
 def jacobian_norms(model, x):
