@@ -29,6 +29,7 @@ from tflip.layers import (
     SpectralNormConv2DTranspose,
     SpectralNormDense,
 )
+from tflip.layers.kernel_cache import _identical
 from tflip.ops.sll import sll_conv_residual, sll_dense_residual
 
 
@@ -301,3 +302,16 @@ def test_inference_calls_are_differentiable_as_without_the_cache(name):
     for call in (model, model, tf.function(model), tf.function(model, jit_compile=True)):  # refresh, then cached
         for got, want in zip(gradients(call), expected):
             np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7, 3), (2**14,), (2**14 + 1,), (512, 512), (3, 2**14 + 5), (2**21 + 3,)])
+def test_the_exact_check_sees_a_change_of_any_single_entry(shape):
+    """The comparison runs in parts (at most 64, of 2^14 entries where possible): every entry is compared."""
+    value = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    check = tf.function(_identical)
+    assert bool(check(tf.constant(value), tf.constant(value.copy())))
+    flat = value.reshape(-1)
+    for index in {0, flat.size // 2, flat.size - 1, min(2**14, flat.size - 1), min(2**14 - 1, flat.size - 1)}:
+        changed = flat.copy()
+        changed[index] = np.nextafter(changed[index], np.inf)
+        assert not bool(check(tf.constant(value), tf.constant(changed.reshape(shape)))), index

@@ -60,7 +60,8 @@ def test_dense_scaling_is_d_from_the_explicit_gram():
     np.testing.assert_allclose(aol_rescale(kernel), kernel * expected[:, None], rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(3, 3, 4, 2), (3, 2, 2, 5)])
+# (3, 3, 3, 16) and (1, 1, 2, 3): at most c_out offsets, the blocks are summed by a 0/1 matmul; else a segment sum.
+@pytest.mark.parametrize("shape", [(3, 3, 4, 2), (3, 2, 2, 5), (3, 3, 3, 16), (1, 1, 2, 3)])
 def test_weighted_sums_match_numpy(shape, gram_path):
     kernel, log_q = random(shape, 3), random(shape[2], 4)
     np.testing.assert_allclose(aol_scaling(kernel, log_q), aol_scale_np(kernel, log_q), rtol=1e-5)

@@ -94,19 +94,25 @@ def _offset_of_tap_pairs(kh, kw):
 
 
 def _absolute_autocorrelation_sum(kernel):
-    """`sum_delta |M[delta]|` from the Gram matrix of the kernel's taps (one matmul and one segment sum).
+    """`sum_delta |M[delta]|` from the Gram matrix of the kernel's taps (one matmul, then its blocks summed).
 
     Block (a, b) of the tap Gram matrix is `K[a] K[b]^T` (`c_in x c_in`), and `M[delta]` sums the blocks
     with a - b = delta: this multiplies each overlapping tap pair once, where the autocorrelation
     convolution also multiplies its zero padding.
     """
-    kh, kw, c_in, _ = kernel.shape
+    kh, kw, c_in, c_out = kernel.shape
     taps = kh * kw
     flat = tf.reshape(kernel, (taps * c_in, -1))
     blocks = tf.reshape(tf.matmul(flat, flat, transpose_b=True), (taps, c_in, taps, c_in))
-    blocks = tf.reshape(tf.transpose(blocks, (0, 2, 1, 3)), (taps * taps, c_in, c_in))
+    blocks = tf.reshape(tf.transpose(blocks, (0, 2, 1, 3)), (taps * taps, c_in * c_in))
     segments, count = _offset_of_tap_pairs(kh, kw)
-    offsets = tf.abs(tf.math.unsorted_segment_sum(blocks, tf.constant(segments), count + 1)[:count])
+    if count <= c_out:
+        # A dense 0/1 matmul then costs at most the Gram matrix itself, and runs faster than a segment sum.
+        sums = np.eye(count + 1)[segments][:, :count].T
+        offsets = tf.matmul(tf.constant(sums, blocks.dtype), blocks)
+    else:
+        offsets = tf.math.unsorted_segment_sum(blocks, tf.constant(segments), count + 1)[:count]
+    offsets = tf.abs(tf.reshape(offsets, (count, c_in, c_in)))
     half = tf.reduce_sum(offsets[1:], axis=0)
     return offsets[0] + half + tf.transpose(half)
 
