@@ -202,13 +202,7 @@ class AOLConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, keras.la
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "lipschitz": self.lipschitz,
-                "input_size": self.input_size,
-                "data_format": self.data_format,
+                **self.convolution_options_config(),
                 **self.weight_options_config(),
             }
         )

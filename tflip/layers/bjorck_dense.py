@@ -5,11 +5,12 @@ import tensorflow as tf
 
 from tflip import _validation
 from tflip.layers.dense_base import ConstrainedDense
+from tflip.layers.orthonormalization import OrthonormalizationSettings
 from tflip.ops.bjorck import bjorck_orthonormalize, orthonormality_error, polar_express_orthonormalize
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class BjorckDense(ConstrainedDense):
+class BjorckDense(OrthonormalizationSettings, ConstrainedDense):
     """Dense layer whose kernel is `lipschitz` times an orthonormal matrix.
 
     Every forward pass maps the raw kernel to (an approximation of) the
@@ -85,20 +86,8 @@ class BjorckDense(ConstrainedDense):
         super().__init__(units, lipschitz=lipschitz, **kwargs)
         self.iterations = _validation.positive_int("iterations", iterations)
         self.training_method = _validation.one_of("training_method", training_method, ("polar_express", "bjorck"))
-        self.training_steps = _validation.positive_int("training_steps", training_steps)
-        self.training_lower = _validation.unit_fraction("training_lower", training_lower)
-        self.inference_iterations = inference_iterations
+        self.set_orthonormalization_settings(inference_iterations, training_steps, training_lower)
         self.order = _validation.positive_int("order", order)
-
-    @property
-    def inference_iterations(self):
-        return self._inference_iterations
-
-    @inference_iterations.setter
-    def inference_iterations(self, value):
-        self._inference_iterations = _validation.positive_int("inference_iterations", value)
-        # The cached kernel was computed with the old count.
-        self.invalidate_kernel_cache()
 
     def effective_kernel(self, training=False, iterations=None):
         """`lipschitz * polar(W)` in float32.
@@ -126,9 +115,7 @@ class BjorckDense(ConstrainedDense):
         return {
             **super().get_config(),
             "iterations": self.iterations,
-            "inference_iterations": self.inference_iterations,
             "order": self.order,
             "training_method": self.training_method,
-            "training_steps": self.training_steps,
-            "training_lower": self.training_lower,
+            **self.orthonormalization_config(),
         }

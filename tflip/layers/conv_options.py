@@ -29,6 +29,18 @@ class ConvolutionOptions:
         self.data_format = data_format
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
+    def convolution_options_config(self):
+        """The stored arguments, for `get_config`."""
+        return {
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "lipschitz": self.lipschitz,
+            "input_size": self.input_size,
+            "data_format": self.data_format,
+        }
+
     def resolve_input_size(self, input_shape, required=False):
         """The input channels; sets `input_size` from a static input shape, or checks it against it.
 

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflip import _validation
 from tflip.layers.base import KernelBiasLayer, LipschitzLayer, float32_variable_read, resolve_training
 from tflip.layers.conv_options import ConvolutionOptions
 from tflip.layers.kernel_cache import CachedKernelLayer
+from tflip.layers.orthonormalization import OrthonormalizationSettings
 from tflip.ops.bjorck import bjorck_orthonormalize, polar_express_orthonormalize
 from tflip.ops.conv import ConvGeometry, conv_norm_upper_bound
 from tflip.ops.norms import check_norm, dense_kernel_norm
@@ -34,7 +34,14 @@ def _orthonormal_frames(shape, dtype=None):
 
 
 @keras.saving.register_keras_serializable(package="tflip")
-class OrthogonalConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, keras.layers.Layer, LipschitzLayer):
+class OrthogonalConv2D(
+    OrthonormalizationSettings,
+    CachedKernelLayer,
+    ConvolutionOptions,
+    KernelBiasLayer,
+    keras.layers.Layer,
+    LipschitzLayer,
+):
     """Orthogonal convolution: every singular value equals `lipschitz` (circular padding).
 
     Block convolution orthogonal parameterization (BCOP; Li, Haque, Anil,
@@ -140,18 +147,7 @@ class OrthogonalConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, k
         self.set_convolution_options(
             filters, kernel_size, strides, padding, PADDINGS, lipschitz, input_size, data_format
         )
-        self.training_steps = _validation.positive_int("training_steps", training_steps)
-        self.training_lower = _validation.unit_fraction("training_lower", training_lower)
-        self.inference_iterations = inference_iterations
-
-    @property
-    def inference_iterations(self):
-        return self._inference_iterations
-
-    @inference_iterations.setter
-    def inference_iterations(self, value):
-        self._inference_iterations = _validation.positive_int("inference_iterations", value)
-        self.invalidate_kernel_cache()  # the cached kernel was computed with the old count
+        self.set_orthonormalization_settings(inference_iterations, training_steps, training_lower)
 
     def build(self, input_shape):
         c_in = self.resolve_input_size(input_shape)
@@ -339,16 +335,8 @@ class OrthogonalConv2D(CachedKernelLayer, ConvolutionOptions, KernelBiasLayer, k
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "lipschitz": self.lipschitz,
-                "inference_iterations": self.inference_iterations,
-                "training_steps": self.training_steps,
-                "training_lower": self.training_lower,
-                "input_size": self.input_size,
-                "data_format": self.data_format,
+                **self.convolution_options_config(),
+                **self.orthonormalization_config(),
                 **self.weight_options_config(),
             }
         )

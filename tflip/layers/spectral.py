@@ -314,16 +314,10 @@ class SpectralNormConv2D(
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
+                **self.convolution_options_config(),
                 "norm": self.norm,
-                "lipschitz": self.lipschitz,
                 "power_iterations": self.power_iterations,
                 "dilation_rate": self.dilation_rate,
-                "input_size": self.input_size,
-                "data_format": self.data_format,
                 **self.weight_options_config(),
             }
         )
